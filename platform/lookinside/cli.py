@@ -1,0 +1,173 @@
+"""The `lookinside` command: list, run, resume, report (DESIGN.md, "Command line")."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from lookinside import config as cfg
+from lookinside import study as studies
+from lookinside.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not argparse's usage block
+        raise UserError(message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _parser().parse_args(argv)
+        return args.func(args)
+    except UserError as err:
+        print(f"lookinside: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lookinside: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="lookinside", description="Sweeps of the 'Why & When Deep Learning Works' studies.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    s = sub.add_parser("list", help="studies, presets and the number of trials in each preset's grid")
+    s.set_defaults(func=cmd_list)
+
+    s = sub.add_parser("run", help="run a study's sweep")
+    s.add_argument("study")
+    s.add_argument("--preset", default="laptop")
+    s.add_argument("--results", default="./results", help="results root: a path or an s3:// URI")
+    s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    s.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...")
+    s.add_argument("--address", default=None, help="a Ray cluster's address (default: embedded local Ray)")
+    s.add_argument("--cpus-per-trial", type=float, default=1.0)
+    s.add_argument("--gpus-per-trial", type=float, default=0.0)
+    s.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial")
+    s.add_argument("--pack", default="1", help="members per pack: an integer, or 'auto'")
+    s.add_argument("--checkpoint-seconds", type=float, default=60.0,
+                   help="a trial saves a checkpoint at most this often")
+    s.add_argument("--quiet", action="store_true", help="no live progress line")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("resume", help="continue an interrupted sweep")
+    s.add_argument("sweep", metavar="ROOT/STUDY/SWEEP_ID")
+    s.add_argument("--address", default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("report", help="figures and an index.html from a study's results")
+    s.add_argument("study")
+    s.add_argument("--results", default="./results")
+    s.add_argument("--out", default=None, help="output folder (default ./report/STUDY)")
+    s.add_argument("--sweep", default=None, help="sweep id (default: the latest)")
+    s.set_defaults(func=cmd_report)
+    return p
+
+
+def cmd_list(args) -> int:
+    for name in studies.names():
+        study = studies.get(name)
+        print(f"{name}: {study.title}")
+        for preset_name, preset in study.presets.items():
+            print(f"  {preset_name:<8} {study.grid_size(preset_name):>6} trials  {preset.description}")
+    return 0
+
+
+def _assignments(study, items: list[str], grid: bool) -> dict:
+    out = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            flag = "--grid FIELD=V1,V2" if grid else "--set FIELD=VALUE"
+            raise UserError(f"expected {flag}, got {item!r}")
+        if grid:
+            values = [cfg.parse_value(study.config, name, v) for v in text.split(",")]
+            out[name] = [cfg.check_value(study.config, name, v) for v in values]
+        else:
+            out[name] = cfg.check_value(study.config, name, cfg.parse_value(study.config, name, text))
+    return out
+
+
+def cmd_run(args) -> int:
+    from lookinside import sweep
+    from lookinside.results import Store
+
+    study = studies.get(args.study)
+    study.preset(args.preset)
+    values = _assignments(study, args.set, grid=False)
+    grid = _assignments(study, args.grid, grid=True)
+    if args.cpus_per_trial <= 0 or args.cpus_per_trial > (os.cpu_count() or 1) and not args.address:
+        raise UserError(f"--cpus-per-trial must lie in (0, {os.cpu_count()}] on this machine")
+    if args.gpus_per_trial < 0:
+        raise UserError("--gpus-per-trial must be >= 0")
+    if args.max_failures < 0:
+        raise UserError("--max-failures must be >= 0")
+    if args.checkpoint_seconds <= 0:
+        raise UserError("--checkpoint-seconds must be > 0")
+    pack = None if args.pack == "auto" else _positive_int(args.pack, "--pack")
+    store = Store(args.results)
+    store.check_writable_root()
+    resources = sweep.Resources(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                                max_failures=args.max_failures, checkpoint_seconds=args.checkpoint_seconds,
+                                pack=pack)
+    manifest = sweep.plan(study, args.preset, values, grid, store, resources)
+    if study.prepare:
+        study.prepare([cfg.from_dict(study.config, t["config"]) for t in manifest["trials"]])
+    sweep.write_manifest(store, manifest)
+    print(f"sweep {manifest['sweep_id']}: {len(manifest['trials'])} trials of {study.name} "
+          f"({args.preset}) in {len(manifest['packs'])} packs", file=sys.stderr)
+    return _finish(sweep.run(study, manifest, store, args.address, show_progress=not args.quiet))
+
+
+def cmd_resume(args) -> int:
+    from lookinside import sweep
+    from lookinside.results import Store
+
+    path = args.sweep.rstrip("/")
+    root, _, rest = path.rpartition("/")
+    root, _, study_name = root.rpartition("/")
+    sweep_id = rest
+    if not (root and study_name and sweep_id):
+        raise UserError(f"expected ROOT/STUDY/SWEEP_ID, got {args.sweep!r}")
+    study = studies.get(study_name)
+    store = Store(root)
+    manifest = sweep.read_manifest(store, study_name, sweep_id)
+    print(f"resuming sweep {sweep_id} of {study_name}", file=sys.stderr)
+    return _finish(sweep.run(study, manifest, store, args.address, resume=True,
+                             show_progress=not args.quiet))
+
+
+def _finish(outcome) -> int:
+    from lookinside import sweep
+
+    sweep.print_summary(outcome)
+    if outcome.interrupted:
+        print(f"interrupted; continue with: lookinside resume {outcome.sweep_dir}", file=sys.stderr)
+        return 130
+    return 0 if outcome.ok else 1
+
+
+def cmd_report(args) -> int:
+    from lookinside import report
+
+    study = studies.get(args.study)
+    out = args.out or os.path.join("report", study.name)
+    index = report.build(study, args.results, out, args.sweep)
+    print(index)
+    return 0
+
+
+def _positive_int(text: str, flag: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UserError(f"{flag} expects a positive integer or 'auto', got {text!r}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""A one-line live display of a sweep: done / running / failed of total, elapsed, ETA."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ray import tune
+
+
+class Progress(tune.Callback):
+    """Counts trials (pack members), not Tune trials, so packing does not change the numbers.
+
+    Kept free of open streams and clocks between runs so that Tune can pickle it with the
+    experiment and bring it back on `resume`."""
+
+    def __init__(self, study: str, total: int, pack_sizes: list[int], enabled: bool = True,
+                 every: float = 1.0):
+        self.study, self.total, self.pack_sizes = study, total, pack_sizes
+        self.enabled, self.every = enabled, every
+        self._start = self._last = 0.0
+        self._status = ""
+
+    def setup(self, **info) -> None:
+        self._start = time.monotonic()
+        self._last = 0.0
+
+    def counts(self, trials) -> tuple[int, int, int]:
+        done = running = failed = 0
+        for trial in trials:
+            n = self.pack_sizes[trial.config["pack"]]
+            if trial.status == "TERMINATED":
+                done += n
+            elif trial.status == "RUNNING":
+                running += n
+            elif trial.status == "ERROR":
+                failed += n
+        return done, running, failed
+
+    def on_step_end(self, iteration, trials, **info) -> None:
+        self._show(trials, force=False)
+
+    def on_experiment_end(self, trials, **info) -> None:
+        self._show(trials, force=True)
+
+    def _show(self, trials, force: bool) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        self._start = self._start or now
+        tty = sys.stderr.isatty()
+        done, running, failed = self.counts(trials)
+        status = f"[{self.study}] {done}/{self.total} done, {running} running, {failed} failed"
+        # A terminal gets a line redrawn each second; a log gets a line when counts change
+        # (or every 30 s), so that CI logs stay short.
+        if not force and (now - self._last < self.every if tty else
+                          status == self._status and now - self._last < 30.0):
+            return
+        self._last, self._status = now, status
+        elapsed = now - self._start
+        finished = done + failed
+        eta = _clock(elapsed / finished * (self.total - finished)) if finished else "--:--"
+        line = f"{status} | elapsed {_clock(elapsed)} | ETA {eta}"
+        sys.stderr.write("\r" + line.ljust(90) if tty else line + "\n")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and sys.stderr.isatty() and self._status:
+            sys.stderr.write("\n")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"

@@ -1,0 +1,190 @@
+"""The results store: hive-partitioned Parquet datasets under a local path or an s3:// URI.
+
+    ROOT/<study>/<table>/sweep=<sweep_id>/part-<trial_id>-<uuid>.parquet
+
+Each trial's rows of one table are one file, written atomically (a temporary name and a
+rename on a local disk; a single object PUT on S3). A trial that runs again (a retry, a
+resumed sweep) first removes its own earlier files, and writes its `trials` row last, so
+a `trials` row marks a trial whose rows are all there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from lookinside.errors import UserError
+
+TRIALS = "trials"
+
+# The platform's own table, in every study; `config_schema` adds one column per scalar field.
+TRIALS_SCHEMA = pa.schema([
+    ("trial_id", pa.string()),
+    ("study", pa.string()),
+    ("status", pa.string()),          # TERMINATED or ERROR
+    ("attempt", pa.int64()),          # 1 for the first run of the trial
+    ("node", pa.string()),
+    ("started_at", pa.timestamp("us", tz="UTC")),
+    ("finished_at", pa.timestamp("us", tz="UTC")),
+    ("config", pa.string()),          # the whole config as JSON
+    ("error", pa.string()),           # why, when status is ERROR
+])
+
+_SWEEP_PARTITIONING = ds.partitioning(pa.schema([("sweep", pa.string())]), flavor="hive")
+
+
+class ResultsError(UserError, RuntimeError):
+    """Missing, unreadable or corrupt results; its message is one line meant for the user."""
+
+
+class Store:
+    """One results root, local or remote, and the layout below it."""
+
+    def __init__(self, root: str):
+        self.root = str(root)
+        try:
+            if "://" in self.root:
+                self.fs, path = pafs.FileSystem.from_uri(self.root)
+            else:
+                self.fs, path = pafs.LocalFileSystem(), os.path.abspath(self.root)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
+            raise ResultsError(f"results root {self.root!r} cannot be opened: {_one_line(err)}") from None
+        self.path = path.rstrip("/")
+
+    @property
+    def uri(self) -> str:
+        """The root as a string other processes (and Ray Tune) can open."""
+        return self.root if "://" in self.root else self.path
+
+    def check_writable_root(self) -> None:
+        info = self.fs.get_file_info(self.path)
+        if info.type == pafs.FileType.File:
+            raise ResultsError(f"results root {self.root!r} is a file, not a directory")
+
+    def sweep_dir(self, study: str, sweep_id: str) -> str:
+        return f"{self.path}/{study}/{sweep_id}"
+
+    def sweep_uri(self, study: str, sweep_id: str) -> str:
+        return f"{self.uri.rstrip('/')}/{study}/{sweep_id}"
+
+    def partition_dir(self, study: str, table: str, sweep_id: str) -> str:
+        return f"{self.path}/{study}/{table}/sweep={sweep_id}"
+
+    # --- writing -------------------------------------------------------------------
+
+    def write(self, study: str, table: str, sweep_id: str, trial_id: str, data: pa.Table) -> str:
+        directory = self.partition_dir(study, table, sweep_id)
+        self.fs.create_dir(directory, recursive=True)
+        final = f"{directory}/part-{trial_id}-{uuid.uuid4().hex}.parquet"
+        if isinstance(self.fs, pafs.LocalFileSystem):
+            # Readers skip names that start with '.', and ours does not end in .parquet.
+            temporary = f"{directory}/.{os.path.basename(final)}.tmp"
+            pq.write_table(data, temporary, filesystem=self.fs)
+            self.fs.move(temporary, final)
+        else:  # object stores: one PUT, visible whole or not at all
+            pq.write_table(data, final, filesystem=self.fs)
+        return final
+
+    def remove_trial(self, study: str, tables: Iterable[str], sweep_id: str, trial_id: str) -> None:
+        """Removes every file of `trial_id` (from an earlier attempt) in these tables."""
+        for table in tables:
+            for path in self._trial_files(study, table, sweep_id, trial_id):
+                self.fs.delete_file(path)
+
+    def committed_status(self, study: str, sweep_id: str, trial_id: str) -> str | None:
+        """The status in the trial's `trials` row, or None when the trial has none yet."""
+        files = self._trial_files(study, TRIALS, sweep_id, trial_id)
+        if not files:
+            return None
+        return pq.read_table(files[-1], filesystem=self.fs, columns=["status"]).column(0)[0].as_py()
+
+    def _trial_files(self, study: str, table: str, sweep_id: str, trial_id: str) -> list[str]:
+        directory = self.partition_dir(study, table, sweep_id)
+        selector = pafs.FileSelector(directory, allow_not_found=True)
+        prefix = f"part-{trial_id}-"
+        return sorted(i.path for i in self.fs.get_file_info(selector)
+                      if os.path.basename(i.path).startswith(prefix)
+                      and i.path.endswith(".parquet"))
+
+    # --- small JSON documents (sweep manifests, attempt markers) -------------------
+
+    def write_json(self, path: str, document: dict) -> None:
+        self.fs.create_dir(os.path.dirname(path), recursive=True)
+        with self.fs.open_output_stream(path) as out:
+            out.write(json.dumps(document, indent=1, sort_keys=True).encode())
+
+    def read_json(self, path: str) -> dict:
+        try:
+            with self.fs.open_input_stream(path) as f:
+                return json.loads(f.read())
+        except FileNotFoundError:
+            raise ResultsError(f"no sweep manifest at {path}") from None
+        except (OSError, ValueError) as err:
+            raise ResultsError(f"cannot read {path}: {_one_line(err)}") from None
+
+    def count(self, directory: str) -> int:
+        selector = pafs.FileSelector(directory, allow_not_found=True)
+        return len(self.fs.get_file_info(selector))
+
+    def sweeps(self, study: str) -> list[str]:
+        """Sweep ids with a `trials` partition, oldest first (ids begin with their time)."""
+        selector = pafs.FileSelector(f"{self.path}/{study}/{TRIALS}", allow_not_found=True)
+        return sorted(os.path.basename(i.path)[len("sweep="):] for i in self.fs.get_file_info(selector)
+                      if i.type == pafs.FileType.Directory and os.path.basename(i.path).startswith("sweep="))
+
+    # --- reading ---------------------------------------------------------------------
+
+    def load(self, study: str, table: str, sweep_id: str | None = None,
+             schema: pa.Schema | None = None) -> pa.Table:
+        directory = f"{self.path}/{study}/{table}"
+        info = self.fs.get_file_info(self.path)
+        if info.type == pafs.FileType.File:
+            raise ResultsError(f"results root {self.root!r} is a file, not a directory")
+        if info.type == pafs.FileType.NotFound:
+            raise ResultsError(f"results root {self.root!r} does not exist")
+        if sweep_id is not None:
+            directory = f"{directory}/sweep={sweep_id}"
+        if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
+            what = f"sweep {sweep_id} of " if sweep_id else ""
+            raise ResultsError(f"no '{table}' results for {what}study {study} under {self.root}")
+        try:
+            dataset = ds.dataset(directory, filesystem=self.fs, format="parquet",
+                                 partitioning=None if sweep_id else _SWEEP_PARTITIONING,
+                                 schema=_with_sweep(schema) if schema is not None and not sweep_id else schema)
+            result = dataset.to_table()
+        except (pa.ArrowInvalid, OSError) as err:
+            raise ResultsError(self._explain_corrupt(directory, err)) from None
+        if sweep_id is not None:
+            result = result.append_column("sweep", pa.array([sweep_id] * result.num_rows, pa.string()))
+        return result.rename_columns(["sweep_id" if c == "sweep" else c for c in result.column_names])
+
+    def _explain_corrupt(self, directory: str, err: Exception) -> str:
+        selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
+                try:
+                    pq.read_metadata(info.path, filesystem=self.fs)
+                except Exception as bad:  # noqa: BLE001 - any failure marks the file as bad
+                    return f"corrupt Parquet file {info.path}: {_one_line(bad)}"
+        return f"cannot read results in {directory}: {_one_line(err)}"
+
+
+def _with_sweep(schema: pa.Schema) -> pa.Schema:
+    return schema.append(pa.field("sweep", pa.string())) if "sweep" not in schema.names else schema
+
+
+def _one_line(err: Exception) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def load(root: str, study: str, table: str, sweep_id: str | None = None) -> pa.Table:
+    """All rows of `table` of `study` under `root` (one sweep's, if given), with `sweep_id`."""
+    return Store(root).load(study, table, sweep_id)

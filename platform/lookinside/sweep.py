@@ -1,0 +1,281 @@
+"""Sweeps: a study's grid, grouped into packs, run as Ray Tune trials, written to the store.
+
+A sweep lives in ROOT/<study>/<sweep_id>/: `sweep.json` (the manifest: every trial's
+config and the packs) and Ray Tune's own experiment state and checkpoints. Its rows go to
+ROOT/<study>/<table>/sweep=<sweep_id>/. `resume` continues from the manifest and Tune's
+state; trials whose `trials` row is already written are never trained again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pyarrow as pa
+
+from lookinside import config as cfg
+from lookinside import packing
+from lookinside.progress import Progress
+from lookinside.results import TRIALS, TRIALS_SCHEMA, Store
+from lookinside.session import Session, load_snapshot, tune_save_fn
+from lookinside.study import Study
+
+MANIFEST = "sweep.json"
+
+
+@dataclasses.dataclass
+class Resources:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_failures: int = 2
+    checkpoint_seconds: float = 60.0
+    pack: int | None = 1   # members per pack; None chooses from memory and resources
+
+
+@dataclasses.dataclass
+class Outcome:
+    sweep_dir: str
+    total: int
+    statuses: dict[str, str]          # trial_id -> TERMINATED / ERROR / MISSING
+    errors: dict[str, str]            # trial_id -> why
+    interrupted: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and all(s == "TERMINATED" for s in self.statuses.values())
+
+
+def new_sweep_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def trials_schema(study: Study) -> pa.Schema:
+    """The `trials` table: the platform's columns and one per scalar config field."""
+    extra = []
+    for name, tp in cfg.field_types(study.config).items():
+        arrow = {int: pa.int64(), float: pa.float64(), bool: pa.bool_()}.get(
+            cfg._is_optional(tp)[1], pa.string())
+        extra.append(pa.field(name, arrow))
+    return pa.schema(list(TRIALS_SCHEMA) + extra)
+
+
+def all_schemas(study: Study) -> dict[str, pa.Schema]:
+    return {**study.tables, TRIALS: trials_schema(study)}
+
+
+def plan(study: Study, preset: str, values: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
+         store: Store, resources: Resources) -> dict:
+    """The manifest of a new sweep (validated; nothing written yet)."""
+    configs = study.configs(preset, values, grid)
+    sweep_id = new_sweep_id()
+    trials = [{"trial_id": f"{sweep_id}-{i:05d}", "config": cfg.to_dict(c)} for i, c in enumerate(configs)]
+    k = resources.pack or packing.choose_pack_size(study, configs, resources)
+    packs = packing.group(study, configs, k)
+    return {
+        "study": study.name, "sweep_id": sweep_id, "preset": preset,
+        "values": dict(values), "grid": {k: list(v) for k, v in grid.items()},
+        "swept": sorted(set(study.preset(preset).grid) | set(grid)),
+        "trials": trials, "packs": packs, "resources": dataclasses.asdict(resources) | {"pack": k},
+        "root": store.uri, "created_at": datetime.now(timezone.utc).isoformat(),
+    }
+
+
+def make_trainable(study: Study, manifest: dict, root: str):
+    """The Tune function trainable for one pack of the sweep (`config["pack"]` is its index)."""
+    res = manifest["resources"]
+
+    def trainable(tune_config: dict) -> None:
+        from ray import tune
+        import torch
+
+        torch.set_num_threads(max(1, int(res["cpus_per_trial"])))
+        store = Store(root)
+        sweep_id, name = manifest["sweep_id"], manifest["study"]
+        pack_index = tune_config["pack"]
+        members = [manifest["trials"][i] for i in manifest["packs"][pack_index]]
+        schemas = all_schemas(study)
+
+        marker_dir = f"{store.sweep_dir(name, sweep_id)}/attempts/pack{pack_index:05d}"
+        attempt = store.count(marker_dir) + 1
+        store.write_json(f"{marker_dir}/{attempt:03d}-{socket.gethostname()}.json", {"attempt": attempt})
+
+        pending = [m for m in members if store.committed_status(name, sweep_id, m["trial_id"]) != "TERMINATED"]
+        if not pending:
+            tune.report({"members_done": len(members)})
+            return
+        checkpoint = tune.get_checkpoint()
+        restored = None
+        if checkpoint is not None:
+            with checkpoint.as_directory() as directory:
+                restored = load_snapshot(directory)
+        started = (restored or {}).get("started_at") or _now()
+        session = Session([m["trial_id"] for m in members], study.tables,
+                          checkpoint_seconds=res["checkpoint_seconds"], restored=restored)
+        session._save_fn = tune_save_fn(lambda: {"members_done": 0})
+        original_snapshot = session._snapshot
+        session._snapshot = lambda state: {**original_snapshot(state), "started_at": started}
+
+        configs = [cfg.from_dict(study.config, m["config"]) for m in members]
+        study.train(configs, session)
+        finished = _now()
+        for i, member in enumerate(members):
+            if member not in pending:
+                continue
+            tid = member["trial_id"]
+            store.remove_trial(name, schemas, sweep_id, tid)
+            error = session.failures.get(i)
+            if error is None:
+                for table in study.tables:
+                    store.write(name, table, sweep_id, tid, session.member_table(table, i))
+            row = trial_row(study, member, "ERROR" if error else "TERMINATED", attempt,
+                            started, finished, error)
+            store.write(name, TRIALS, sweep_id, tid, row)
+        tune.report({"members_done": len(members)})
+
+    return trainable
+
+
+def trial_row(study: Study, member: dict, status: str, attempt: int, started: datetime,
+              finished: datetime, error: str | None) -> pa.Table:
+    schema = trials_schema(study)
+    config = member["config"]
+    values = {"trial_id": member["trial_id"], "study": study.name, "status": status,
+              "attempt": attempt, "node": socket.gethostname(), "started_at": started,
+              "finished_at": finished, "config": json.dumps(config, sort_keys=True), "error": error}
+    for name in config:
+        v = config[name]
+        values[name] = "-".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+    return pa.Table.from_pylist([values], schema=schema)
+
+
+def run(study: Study, manifest: dict, store: Store, address: str | None = None,
+        resume: bool = False, show_progress: bool = True) -> Outcome:
+    """Runs (or resumes) a sweep on Ray Tune and reports what became of every trial."""
+    # Our own progress line replaces Tune's console reporter and its configuration table.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+    from ray import tune
+
+    start_ray(address)
+    sweep_id, name = manifest["sweep_id"], manifest["study"]
+    sweep_dir = store.sweep_dir(name, sweep_id)
+    experiment = store.sweep_uri(name, sweep_id)
+    res = manifest["resources"]
+    trainable = tune.with_resources(make_trainable(study, manifest, store.uri),
+                                    {"cpu": res["cpus_per_trial"], "gpu": res["gpus_per_trial"]})
+    sizes = [len(p) for p in manifest["packs"]]
+    progress = Progress(name, sum(sizes), sizes, enabled=show_progress)
+    if resume and tune.Tuner.can_restore(experiment):
+        tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
+                                   resume_errored=True, param_space=_param_space(manifest))
+    else:
+        tuner = tune.Tuner(
+            trainable, param_space=_param_space(manifest),
+            tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"pack{t.config['pack']:05d}",
+                                        trial_name_creator=lambda t: f"pack{t.config['pack']:05d}"),
+            run_config=tune.RunConfig(
+                name=sweep_id, storage_path=store.sweep_uri(name, "").rstrip("/"), verbose=0,
+                failure_config=tune.FailureConfig(max_failures=res["max_failures"]),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                callbacks=[progress]))
+    interrupted = False
+    grid = None
+    try:
+        grid = tuner.fit()
+    except KeyboardInterrupt:
+        interrupted = True
+    progress.close()
+    pack_errors = {}
+    if grid is not None:
+        for result in grid:
+            if result.error is not None:
+                pack_errors[result.config["pack"]] = _one_line(result.error)
+    return settle(study, manifest, store, pack_errors, interrupted, sweep_dir)
+
+
+def _param_space(manifest: dict) -> dict:
+    from ray import tune
+    return {"pack": tune.grid_search(list(range(len(manifest["packs"]))))}
+
+
+def settle(study: Study, manifest: dict, store: Store, pack_errors: dict[int, str],
+           interrupted: bool, sweep_dir: str) -> Outcome:
+    """Writes ERROR rows for members of packs that failed for good; collects every status."""
+    name, sweep_id = manifest["study"], manifest["sweep_id"]
+    if not interrupted:
+        for pack_index, why in pack_errors.items():
+            marker_dir = f"{store.sweep_dir(name, sweep_id)}/attempts/pack{pack_index:05d}"
+            attempts = store.count(marker_dir)
+            for i in manifest["packs"][pack_index]:
+                member = manifest["trials"][i]
+                if store.committed_status(name, sweep_id, member["trial_id"]) is None:
+                    now = _now()
+                    store.write(name, TRIALS, sweep_id, member["trial_id"],
+                                trial_row(study, member, "ERROR", attempts, now, now, why))
+    statuses, errors = {}, {}
+    try:
+        rows = store.load(name, TRIALS, sweep_id).select(["trial_id", "status", "error"]).to_pylist()
+    except Exception:  # noqa: BLE001 - no rows at all is reported as missing trials below
+        rows = []
+    found = {r["trial_id"]: r for r in rows}
+    for member in manifest["trials"]:
+        tid = member["trial_id"]
+        row = found.get(tid)
+        statuses[tid] = row["status"] if row else "MISSING"
+        if row and row["status"] != "TERMINATED":
+            errors[tid] = row["error"] or "unknown error"
+    # Tune stops early on SIGINT without an error: trials left without a row mean just that.
+    interrupted = interrupted or any(s == "MISSING" for s in statuses.values())
+    return Outcome(sweep_dir=store.sweep_uri(name, sweep_id), total=len(manifest["trials"]),
+                   statuses=statuses, errors=errors, interrupted=interrupted)
+
+
+def start_ray(address: str | None) -> None:
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs = dict(logging_level=logging.WARNING, log_to_driver=False)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # Embedded local Ray: this machine's CPUs, no dashboard; token auth stays on (Ray's default).
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _one_line(err: BaseException | str) -> str:
+    text = str(err).strip().splitlines()
+    # Ray wraps a trial's exception in a traceback; its last line names the error itself.
+    lines = [line.strip() for line in text if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def write_manifest(store: Store, manifest: dict) -> None:
+    store.write_json(f"{store.sweep_dir(manifest['study'], manifest['sweep_id'])}/{MANIFEST}", manifest)
+
+
+def read_manifest(store: Store, study: str, sweep_id: str) -> dict:
+    return store.read_json(f"{store.sweep_dir(study, sweep_id)}/{MANIFEST}")
+
+
+def print_summary(outcome: Outcome, stream=sys.stderr) -> None:
+    done = sum(s == "TERMINATED" for s in outcome.statuses.values())
+    print(f"{done}/{outcome.total} trials finished; results in {outcome.sweep_dir}", file=stream)
+    failed = {t: s for t, s in outcome.statuses.items() if s != "TERMINATED"}
+    for tid, status in failed.items():
+        print(f"  {tid}: {status}: {outcome.errors.get(tid, 'did not finish')}", file=stream)

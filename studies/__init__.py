@@ -1,0 +1,1 @@
+"""The studies, one package each; see lookinside.study for the protocol they follow."""

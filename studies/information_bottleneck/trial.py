@@ -1,0 +1,234 @@
+"""Train a pack of information-bottleneck networks and measure them on the logged epochs.
+
+Config in, rows out: for each member, on every logged epoch, the binned (and on some
+epochs the KDE) I(X;T), I(T;Y) of every layer over all 4096 inputs; per layer the norms of
+the mean and std of the gradients of the batches trained on in that epoch, and the weight
+norm; train and test loss and accuracy.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+from lookinside.studies.information_bottleneck import data, estimators
+from lookinside.studies.information_bottleneck.config import IBConfig
+from lookinside.studies.information_bottleneck.model import PackedMLP, PackedOptimizer
+
+
+def logged_epochs(config: IBConfig) -> np.ndarray:
+    """Log-spaced epochs in 0 (the initialisation) .. config.epochs, both ends included."""
+    n = min(config.logged_epochs, config.epochs + 1)
+    epochs = np.unique(np.round(np.logspace(0, math.log10(config.epochs + 1), n)).astype(int) - 1)
+    # Rounding merges the early epochs; fill up with the first integers not yet taken.
+    extra = [e for e in range(config.epochs + 1) if e not in set(epochs)][: n - len(epochs)]
+    return np.sort(np.concatenate([epochs, np.array(extra, dtype=int)]))
+
+
+def kde_epochs(config: IBConfig, logged: np.ndarray) -> set[int]:
+    k = min(config.kde_epochs, len(logged))
+    if k == 0:
+        return set()
+    picks = np.unique(np.round(np.logspace(0, math.log10(len(logged)), k)).astype(int) - 1)
+    return {int(logged[i]) for i in picks}
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(path: str | None, seed: int) -> data.BitsDataset:
+    return data.load_var_u(path) if path else data.generate_bits_dataset(seed)
+
+
+def prepare(configs: list[IBConfig]) -> None:
+    """Loads every dataset a sweep names once, so a bad file fails before anything runs."""
+    for path in {c.dataset_path for c in configs if c.dataset_path}:
+        load_dataset(path, 0)
+
+
+def train(configs: list[IBConfig], session) -> None:
+    c0 = configs[0]
+    P = len(configs)
+    ds = load_dataset(c0.dataset_path, c0.data_seed)
+    x = torch.as_tensor(ds.x, dtype=torch.float32)                       # (N, 12)
+    y = torch.as_tensor(ds.y, dtype=torch.int64)                         # (N,)
+    N = x.shape[0]
+    widths = [x.shape[1], *c0.hidden, 2]
+    model = PackedMLP(widths, c0.activation, P)
+    L = model.n_layers
+    logged = logged_epochs(c0)
+    logged_set = {int(e) for e in logged}
+    kde_set = kde_epochs(c0, logged)
+    rules = {"fixed": ["fixed"], "observed": ["observed"], "both": ["fixed", "observed"]}[c0.binning]
+
+    train_mask = torch.zeros(P, N, dtype=torch.bool)                     # (P, N)
+    train_idx = []
+    for p, c in enumerate(configs):
+        tr, _ = data.split_indices(N, c.train_fraction, c.seed)
+        train_idx.append(torch.as_tensor(tr, dtype=torch.int64))
+        train_mask[p, train_idx[-1]] = True
+    n_train = torch.tensor([len(t) for t in train_idx])
+    batch = c0.batch_size or int(n_train.max())
+    steps = int(math.ceil(int(n_train.max()) / batch))
+
+    state = session.state
+    if state is None:
+        gens = [torch.Generator().manual_seed(c.seed) for c in configs]
+        model.init(gens, c0.init)
+        opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
+        start, observed = 0, {rule: [] for rule in ("observed",) if rule in rules}
+        alive = torch.ones(P, dtype=torch.bool)
+    else:
+        gens = []
+        for g_state in state["generators"]:
+            g = torch.Generator()
+            g.set_state(g_state)
+            gens.append(g)
+        model.params.copy_(state["params"])
+        opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
+        opt.load(state["optimizer"])
+        start, observed, alive = state["epoch"], state["observed"], state["alive"]
+    for p in session.failures:
+        alive[p] = False
+
+    grad_sum = torch.zeros(P, model.n_params)
+    grad_sq = torch.zeros(P, model.n_params)
+    for epoch in range(start, c0.epochs + 1):
+        if epoch > 0:
+            track = epoch in logged_set
+            if track:
+                grad_sum.zero_(); grad_sq.zero_()
+            idx, weight, active = _epoch_batches(train_idx, gens, batch, steps, c0.shuffle)
+            losses = torch.zeros(P)
+            n_steps = torch.zeros(P)
+            for s in range(steps):
+                rows = idx[:, s]                                          # (P, B)
+                step_active = active[:, s] & alive                       # (P,)
+                losses += model.backward(x[rows], y[rows], weight[:, s]) * step_active
+                opt.step(model.params, model.grad, step_active)
+                if track:
+                    g = model.grad * step_active.unsqueeze(1)
+                    grad_sum += g
+                    grad_sq += g * g
+                    n_steps += step_active
+            bad = alive & ~torch.isfinite(model.params).all(1)
+            for p in torch.nonzero(bad).flatten().tolist():
+                session.fail(p, f"non-finite weights after epoch {epoch} (loss {losses[p]:.3g})")
+                alive[p] = False
+                model.params[p] = 0.0
+        if epoch in logged_set:
+            _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, observed,
+                     grad_sum, grad_sq, n_steps if epoch > 0 else None, alive)
+        session.checkpoint({"params": model.params, "optimizer": opt.state(),
+                            "generators": [g.get_state() for g in gens], "epoch": epoch + 1,
+                            "observed": observed, "alive": alive})
+    if "observed" in observed:
+        _observed_binning(session, model, configs, y, observed["observed"], alive)
+
+
+def _epoch_batches(train_idx, gens, batch, steps, shuffle):
+    """Each member's batches for one epoch, padded to the pack's longest epoch.
+
+    Returns idx (P, steps, B) row indices, weight (P, steps, B) with 1/len(batch) on real
+    rows and 0 on padding, active (P, steps): whether the member trains at that step."""
+    P = len(train_idx)
+    idx = torch.zeros(P, steps, batch, dtype=torch.int64)
+    weight = torch.zeros(P, steps, batch)
+    active = torch.zeros(P, steps, dtype=torch.bool)
+    for p, (rows, gen) in enumerate(zip(train_idx, gens)):
+        order = rows[torch.randperm(len(rows), generator=gen)] if shuffle else rows
+        n = len(order)
+        full = n // batch
+        idx[p, :full] = order[: full * batch].view(full, batch)
+        weight[p, :full] = 1.0 / batch
+        active[p, :full] = True
+        if n % batch:
+            rest = n - full * batch
+            idx[p, full, :rest] = order[full * batch:]
+            weight[p, full, :rest] = 1.0 / rest
+            active[p, full] = True
+    return idx, weight, active
+
+
+def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, observed,
+             grad_sum, grad_sq, n_steps, alive) -> None:
+    c0 = configs[0]
+    P, L = model.P, model.n_layers
+    with torch.no_grad():
+        outs = model.forward(x)                                            # L x (P, N, width)
+    probs = outs[-1]                                                       # (P, N, 2)
+    nll = -torch.log(probs.gather(-1, y.expand(P, -1).unsqueeze(-1)).squeeze(-1).clamp_min(1e-30))
+    correct = (probs.argmax(-1) == y).float()                              # (P, N)
+    test_mask = ~train_mask
+
+    def masked_mean(v, m):
+        return (v * m).sum(1) / m.sum(1).clamp_min(1)
+
+    metrics = {
+        "train_loss": masked_mean(nll, train_mask), "train_acc": masked_mean(correct, train_mask),
+        "test_loss": masked_mean(nll, test_mask), "test_acc": masked_mean(correct, test_mask)}
+
+    info = {}   # estimator -> (i_xt (P, L), i_ty (P, L))
+    if "fixed" in rules:
+        i_xt, i_ty = zip(*(estimators.binned_information(h, y, c0.bins, -1.0, 1.0) for h in outs))
+        info["bin_fixed"] = (torch.stack(i_xt, 1), torch.stack(i_ty, 1))
+    if "observed" in observed:
+        observed["observed"].append((epoch, [h.to(torch.float16 if h.numel() > 2**26 else h.dtype).clone()
+                                             for h in outs]))
+    if epoch in kde_set:
+        kde = [estimators.kde_information(h, y, c0.kde_noise_var) for h in outs]
+        for bound in ("upper", "lower"):
+            info[f"kde_{bound}"] = (torch.stack([k[f"{bound}_i_xt"] for k in kde], 1).float(),
+                                    torch.stack([k[f"{bound}_i_ty"] for k in kde], 1).float())
+
+    layers = np.arange(1, L + 1)
+    for p in range(P):
+        if not alive[p]:
+            continue
+        for name, (i_xt, i_ty) in info.items():
+            session.add_rows("information", p, {
+                "epoch": np.full(L, epoch), "layer": layers, "estimator": [name] * L,
+                "i_xt": i_xt[p].numpy(), "i_ty": i_ty[p].numpy()})
+        session.add_rows("metrics", p, {k: [float(v[p])] for k, v in metrics.items()} | {"epoch": [epoch]})
+        if n_steps is not None:
+            mean_norm, std_norm, weight_norm = _gradient_norms(model, grad_sum[p], grad_sq[p], float(n_steps[p]), p)
+            session.add_rows("gradients", p, {
+                "epoch": np.full(L, epoch), "layer": layers, "grad_mean_norm": mean_norm,
+                "grad_std_norm": std_norm, "weight_norm": weight_norm})
+
+
+def _gradient_norms(model: PackedMLP, g_sum, g_sq, n: float, p: int):
+    """Per layer (weights only, as the IB paper's Fig. 4): ||mean of the batch gradients||,
+    ||elementwise std of the batch gradients||, ||W||."""
+    mean = g_sum / max(n, 1.0)
+    var = (g_sq / max(n, 1.0) - mean * mean).clamp_min(0)
+    out = ([], [], [])
+    offset = 0
+    for W in model.W:
+        size = W.shape[1] * W.shape[2]
+        out[0].append(float(mean[offset:offset + size].norm()))
+        out[1].append(float(var[offset:offset + size].sqrt().norm()))
+        out[2].append(float(W[p].norm()))
+        offset += size + W.shape[2]
+    return out
+
+
+def _observed_binning(session, model, configs, y, snapshots, alive) -> None:
+    """Saxe et al.'s rule: bins spanning each layer's min..max over the whole run."""
+    c0 = configs[0]
+    P, L = model.P, model.n_layers
+    epochs = np.array([e for e, _ in snapshots])
+    i_xt = torch.zeros(P, len(epochs), L)
+    i_ty = torch.zeros(P, len(epochs), L)
+    for layer in range(L):
+        acts = torch.stack([outs[layer].float() for _, outs in snapshots], 1)     # (P, E, N, d)
+        lo = acts.amin(dim=(1, 2, 3), keepdim=True)                               # (P, 1, 1, 1)
+        hi = acts.amax(dim=(1, 2, 3), keepdim=True)
+        i_xt[:, :, layer], i_ty[:, :, layer] = estimators.binned_information(acts, y, c0.bins, lo, hi)
+    layers = np.tile(np.arange(1, L + 1), len(epochs))
+    for p in range(P):
+        if alive[p]:
+            session.add_rows("information", p, {
+                "epoch": np.repeat(epochs, L), "layer": layers, "estimator": ["bin_observed"] * (L * len(epochs)),
+                "i_xt": i_xt[p].flatten().numpy(), "i_ty": i_ty[p].flatten().numpy()})
