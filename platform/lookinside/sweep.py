@@ -103,14 +103,15 @@ def make_trainable(study: Study, manifest: dict, root: str):
         members = [manifest["trials"][i] for i in manifest["packs"][pack_index]]
         schemas = all_schemas(study)
 
-        marker_dir = f"{store.sweep_dir(name, sweep_id)}/attempts/pack{pack_index:05d}"
-        attempt = store.count(marker_dir) + 1
-        store.write_json(f"{marker_dir}/{attempt:03d}-{socket.gethostname()}.json", {"attempt": attempt})
-
+        # A pack whose members were all written already (its driver died before Tune
+        # recorded the end) is done: it is not trained, nor counted as an attempt, again.
         pending = [m for m in members if store.committed_status(name, sweep_id, m["trial_id"]) != "TERMINATED"]
         if not pending:
             tune.report({"members_done": len(members)})
             return
+        marker_dir = f"{store.sweep_dir(name, sweep_id)}/attempts/pack{pack_index:05d}"
+        attempt = store.count(marker_dir) + 1
+        store.write_json(f"{marker_dir}/{attempt:03d}-{socket.gethostname()}.json", {"attempt": attempt})
         checkpoint = tune.get_checkpoint()
         restored = None
         if checkpoint is not None:
@@ -162,7 +163,7 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
     # Our own progress line replaces Tune's console reporter and its configuration table.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     from ray import tune
 
     start_ray(address)

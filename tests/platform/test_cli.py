@@ -1,0 +1,95 @@
+"""The command line on bad input: one line naming the problem, a non-zero exit, nothing written."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lookinside.cli import main
+
+
+def lookinside(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "lookinside.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=120)
+
+
+def tree(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
+def test_list_names_studies_presets_and_grid_sizes():
+    out = lookinside("list")
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("information_bottleneck:")
+    sizes = {line.split()[0]: int(line.split()[1]) for line in lines[1:4]}
+    assert sizes == {"smoke": 4, "laptop": 30, "paper": 300}
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["run", "nosuch"], "unknown study 'nosuch'"),
+    (["run", "information_bottleneck", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "information_bottleneck", "--set", "colour=red"], "unknown field 'colour'"),
+    (["run", "information_bottleneck", "--set", "epochs=-1"], "field 'epochs' must lie in [1,"),
+    (["run", "information_bottleneck", "--set", "epochs=many"], "field 'epochs' expects an integer"),
+    (["run", "information_bottleneck", "--set", "train_fraction=0.99"], "field 'train_fraction' must lie"),
+    (["run", "information_bottleneck", "--set", "activation=gelu"], "must be one of tanh, relu, linear"),
+    (["run", "information_bottleneck", "--grid", "seed=1,x"], "field 'seed' expects an integer"),
+    (["run", "information_bottleneck", "--set", "epochs"], "expected --set FIELD=VALUE"),
+    (["run", "information_bottleneck", "--set", "dataset_path=/no/such.mat"], "no such file"),
+    (["run", "information_bottleneck", "--pack", "0"], "--pack expects a positive integer"),
+    (["run", "information_bottleneck", "--max-failures", "-2"], "--max-failures must be >= 0"),
+    (["run", "information_bottleneck", "--cpus-per-trial", "0"], "--cpus-per-trial must lie"),
+    (["report", "nosuch"], "unknown study 'nosuch'"),
+    (["resume", "nowhere"], "expected ROOT/STUDY/SWEEP_ID"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, monkeypatch, capsys, args, needle):
+    monkeypatch.chdir(tmp_path)
+    extra = ["--quiet"] if args[0] == "resume" else ["--results", str(tmp_path / "r")]
+    assert main(args + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err, err
+    assert tree(tmp_path) == []
+
+
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+    out = lookinside("run", "information_bottleneck", "--set", "epochs=-1", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr == "lookinside: error: field 'epochs' must lie in [1, 1e+06]; got -1\n"
+    assert tree(tmp_path) == []
+
+
+def test_results_root_that_is_a_file(tmp_path):
+    root = tmp_path / "results"
+    root.write_text("not a folder")
+    for args in (["run", "information_bottleneck", "--preset", "smoke"], ["report", "information_bottleneck"]):
+        out = lookinside(*args, "--results", str(root), cwd=tmp_path)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1
+        assert "is a file" in out.stderr
+    assert root.read_text() == "not a folder"
+    assert tree(tmp_path) == ["results"]
+
+
+def test_bad_dataset_file_fails_before_anything_runs(tmp_path):
+    bad = tmp_path / "var_u.mat"
+    bad.write_text("not a matlab file")
+    out = lookinside("run", "information_bottleneck", "--preset", "smoke", "--results", str(tmp_path / "r"),
+                     "--set", f"dataset_path={bad}", cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
+    assert str(bad) in out.stderr and "Traceback" not in out.stderr
+    assert tree(tmp_path) == ["var_u.mat"]
+
+
+def test_report_without_results(tmp_path):
+    (tmp_path / "results").mkdir()
+    out = lookinside("report", "information_bottleneck", "--results", str(tmp_path / "results"),
+                     "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "no 'trials' results for study information_bottleneck" in out.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_main_returns_exit_code_in_process(capsys):
+    assert main(["run", "nosuch"]) == 2
+    assert "unknown study" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Sweeps on an embedded local Ray: retries continue from checkpoints, failures are recorded."""
+
+import sys
+
+from ray import cloudpickle
+import pyarrow.compute as pc
+import pytest
+
+from lookinside import results, sweep
+from lookinside.results import Store
+
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+import toy_study  # noqa: E402
+
+# Ray workers cannot import the tests folder: ship the toy study's code by value.
+cloudpickle.register_pickle_by_value(toy_study)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    import ray
+    sweep.start_ray(None)
+    yield
+    ray.shutdown()
+
+
+def run_toy(tmp_path, values, grid, pack=1, max_failures=2):
+    store = Store(str(tmp_path / "results"))
+    resources = sweep.Resources(cpus_per_trial=1, max_failures=max_failures, pack=pack)
+    values = {"marker_dir": str(tmp_path), **values}
+    manifest = sweep.plan(toy_study.STUDY, "smoke", values, grid, store, resources)
+    sweep.write_manifest(store, manifest)
+    outcome = sweep.run(toy_study.STUDY, manifest, store, show_progress=False)
+    return outcome, manifest
+
+
+def test_retried_trial_continues_from_its_checkpoint(tmp_path):
+    outcome, manifest = run_toy(tmp_path, {"steps": 6, "fail_once_at": 3}, {"seed": [0, 1]})
+    assert outcome.ok, outcome.errors
+    values = results.load(str(tmp_path / "results"), "toy", "values").to_pylist()
+    for tid in (t["trial_id"] for t in manifest["trials"]):
+        mine = sorted((r["step"], r["resumed_from"]) for r in values if r["trial_id"] == tid)
+        # Every step exactly once; steps after the failure come from the resumed attempt,
+        # which started at step 4 (after the checkpoint of step 3), not from scratch.
+        assert [s for s, _ in mine] == list(range(6))
+        assert [r for _, r in mine] == [-1] * 4 + [4] * 2
+    trials = results.load(str(tmp_path / "results"), "toy", "trials")
+    assert trials.num_rows == 2
+    assert trials["status"].to_pylist() == ["TERMINATED"] * 2
+    assert sorted(trials["attempt"].to_pylist()) == [2, 2]
+    assert set(trials["seed"].to_pylist()) == {0, 1}          # swept field as its own column
+
+
+def test_permanent_failure_is_recorded_and_others_finish(tmp_path):
+    outcome, manifest = run_toy(tmp_path, {"steps": 4}, {"seed": [0, 1], "fail_always": [False, True]},
+                                max_failures=1)
+    assert not outcome.ok and not outcome.interrupted
+    trials = results.load(str(tmp_path / "results"), "toy", "trials").to_pylist()
+    assert len(trials) == 4
+    by_status = {}
+    for row in trials:
+        by_status.setdefault(row["status"], []).append(row)
+    assert len(by_status["TERMINATED"]) == 2 and len(by_status["ERROR"]) == 2
+    for row in by_status["ERROR"]:
+        assert row["fail_always"] is True
+        assert "injected permanent failure" in row["error"]
+        assert row["attempt"] == 2                             # the first try and one retry
+    # Failed trials leave no partial rows behind.
+    values = results.load(str(tmp_path / "results"), "toy", "values")
+    failed = {r["trial_id"] for r in by_status["ERROR"]}
+    assert not set(values["trial_id"].to_pylist()) & failed
+    assert set(outcome.errors) == failed
+
+
+def test_packed_member_failure_is_isolated(tmp_path):
+    outcome, manifest = run_toy(tmp_path, {"steps": 3}, {"seed": [0, 1, 2], "nan_member": [False, True]},
+                                pack=8)
+    assert len(manifest["packs"]) == 1 and len(manifest["packs"][0]) == 6
+    trials = results.load(str(tmp_path / "results"), "toy", "trials")
+    ok = trials.filter(pc.equal(trials["status"], "TERMINATED"))
+    bad = trials.filter(pc.equal(trials["status"], "ERROR"))
+    assert sorted(ok["seed"].to_pylist()) == [0, 1, 2] and not any(ok["nan_member"].to_pylist())
+    assert bad.num_rows == 3 and set(bad["error"].to_pylist()) == {"loss is NaN"}
+    values = results.load(str(tmp_path / "results"), "toy", "values")
+    assert set(values["trial_id"].to_pylist()) == set(ok["trial_id"].to_pylist())
+    assert values.num_rows == 3 * 3
