@@ -1,0 +1,40 @@
+"""The whole path a user takes: `lookinside run --preset smoke`, then `lookinside report`."""
+
+import subprocess
+import sys
+
+import duckdb
+
+from lookinside import results
+
+STUDY = "information_bottleneck"
+
+
+def test_smoke_sweep_writes_four_tables_and_report_draws_them(tmp_path):
+    root, out = tmp_path / "results", tmp_path / "report"
+    run = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", STUDY, "--preset", "smoke",
+                          "--results", str(root)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "4/4 trials finished" in run.stderr
+    assert "4/4 done, 0 running, 0 failed" in run.stderr              # the progress line
+
+    trials = results.load(str(root), STUDY, "trials").to_pandas()
+    assert len(trials) == 4 and set(trials.status) == {"TERMINATED"}
+    assert sorted(zip(trials.activation, trials.seed)) == [("relu", 0), ("relu", 1), ("tanh", 0), ("tanh", 1)]
+    assert (trials.attempt == 1).all() and (trials.finished_at >= trials.started_at).all()
+    for table in ("information", "gradients", "metrics"):
+        data = results.load(str(root), STUDY, table)
+        assert set(data["trial_id"].to_pylist()) == set(trials.trial_id), table
+    # logged_epochs=8 in the smoke preset: 8 metrics rows per trial, read here with DuckDB.
+    counts = duckdb.sql(f"select trial_id, count(*) n from read_parquet('{root}/{STUDY}/metrics/**/*.parquet', "
+                        "hive_partitioning=true) group by trial_id").fetchall()
+    assert sorted(n for _, n in counts) == [8] * 4
+
+    report = subprocess.run([sys.executable, "-m", "lookinside.cli", "report", STUDY, "--results", str(root),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    page = (out / "index.html").read_text()
+    for png in ("information_plane.png", "compression.png", "gradients.png"):
+        assert (out / png).stat().st_size > 10_000
+        assert f"src='{png}'" in page
+    assert page.count("<tr class='TERMINATED'>") == 4
