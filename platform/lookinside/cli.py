@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--cpus-per-trial", type=float, default=1.0)
     s.add_argument("--gpus-per-trial", type=float, default=0.0)
     s.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial")
-    s.add_argument("--pack", default="1", help="members per pack: an integer, or 'auto'")
+    s.add_argument("--pack", default="auto",
+                   help="members per pack: an integer (1 = one network per trial), or 'auto' (default)")
     s.add_argument("--checkpoint-seconds", type=float, default=60.0,
                    help="a trial saves a checkpoint at most this often")
     s.add_argument("--quiet", action="store_true", help="no live progress line")

@@ -38,6 +38,8 @@ class Session:
             t: [[] for _ in self.trial_ids] for t in self.schemas}
         self.failures: dict[int, str] = restored.get("failures") or {}
         self.checkpoints = restored.get("checkpoints", 0)
+        # Where the study should put its tensors: "cuda" when the trial holds a GPU share.
+        self.device = "cpu"
 
     def __len__(self) -> int:
         return len(self.trial_ids)

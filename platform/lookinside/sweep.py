@@ -37,7 +37,7 @@ class Resources:
     gpus_per_trial: float = 0.0
     max_failures: int = 2
     checkpoint_seconds: float = 60.0
-    pack: int | None = 1   # members per pack; None chooses from memory and resources
+    pack: int | None = None   # members per pack; None chooses from memory and resources
 
 
 @dataclasses.dataclass
@@ -77,7 +77,7 @@ def plan(study: Study, preset: str, values: Mapping[str, Any], grid: Mapping[str
     configs = study.configs(preset, values, grid)
     sweep_id = new_sweep_id()
     trials = [{"trial_id": f"{sweep_id}-{i:05d}", "config": cfg.to_dict(c)} for i, c in enumerate(configs)]
-    k = resources.pack or packing.choose_pack_size(study, configs, resources)
+    k = resources.pack or packing.choose_pack_size(study, configs, _slots(resources), packing.machine_memory())
     packs = packing.group(study, configs, k)
     return {
         "study": study.name, "sweep_id": sweep_id, "preset": preset,
@@ -86,6 +86,13 @@ def plan(study: Study, preset: str, values: Mapping[str, Any], grid: Mapping[str
         "trials": trials, "packs": packs, "resources": dataclasses.asdict(resources) | {"pack": k},
         "root": store.uri, "created_at": datetime.now(timezone.utc).isoformat(),
     }
+
+
+def _slots(resources: Resources) -> int:
+    """Trials this machine runs at once (a cluster's may be more; packs stay a useful size)."""
+    if resources.gpus_per_trial > 0:
+        return max(1, int(round(1 / resources.gpus_per_trial)))
+    return max(1, int((os.cpu_count() or 1) // resources.cpus_per_trial))
 
 
 def make_trainable(study: Study, manifest: dict, root: str):
@@ -124,8 +131,14 @@ def make_trainable(study: Study, manifest: dict, root: str):
         original_snapshot = session._snapshot
         session._snapshot = lambda state: {**original_snapshot(state), "started_at": started}
 
+        session.device = _device(res["gpus_per_trial"])
         configs = [cfg.from_dict(study.config, m["config"]) for m in members]
-        study.train(configs, session)
+        try:
+            study.train(configs, session)
+        except Exception:
+            if len(members) == 1:
+                raise  # Tune retries it, from its last checkpoint
+            session = isolate(study, configs, [m["trial_id"] for m in members], session.device)
         finished = _now()
         for i, member in enumerate(members):
             if member not in pending:
@@ -142,6 +155,30 @@ def make_trainable(study: Study, manifest: dict, root: str):
         tune.report({"members_done": len(members)})
 
     return trainable
+
+
+def isolate(study: Study, configs: list, trial_ids: list[str], device: str) -> Session:
+    """After a pack raised, trains each member alone, so that only the member whose own
+    slice raises fails (with its own error) and the others are recorded as usual."""
+    combined = Session(trial_ids, study.tables)
+    for i, (config, trial_id) in enumerate(zip(configs, trial_ids)):
+        alone = Session([trial_id], study.tables)
+        alone.device = device
+        try:
+            study.train([config], alone)
+        except Exception as err:  # noqa: BLE001 - recorded as this member's error
+            combined.fail(i, f"{type(err).__name__}: {_one_line(err)}")
+            continue
+        for table in study.tables:
+            combined.rows[table][i] = alone.rows[table][0]
+        if alone.failed(0):
+            combined.fail(i, alone.failures[0])
+    return combined
+
+
+def _device(gpus_per_trial: float) -> str:
+    import torch
+    return "cuda" if gpus_per_trial > 0 and torch.cuda.is_available() else "cpu"
 
 
 def trial_row(study: Study, member: dict, status: str, attempt: int, started: datetime,

@@ -36,4 +36,5 @@ STUDY = Study(
     summary=figures.summary,
     pack_fields=PACK_FIELDS,
     prepare=trial.prepare,
+    member_bytes=trial.member_bytes,
 )

@@ -41,6 +41,15 @@ def load_dataset(path: str | None, seed: int) -> data.BitsDataset:
     return data.load_var_u(path) if path else data.generate_bits_dataset(seed)
 
 
+def member_bytes(config: IBConfig) -> int:
+    """Memory one member holds: its activations over all inputs for one measurement (and,
+    for observed-range binning, for every logged epoch until the end of the run)."""
+    units = 12 + sum(config.hidden) + 2
+    per_measurement = 4096 * units * 4 * 6          # activations plus the estimators' work buffers
+    kept = len(logged_epochs(config)) * 4096 * (units - 12) * 4 if config.binning != "fixed" else 0
+    return per_measurement + kept
+
+
 def prepare(configs: list[IBConfig]) -> None:
     """Loads every dataset a sweep names once, so a bad file fails before anything runs."""
     for path in {c.dataset_path for c in configs if c.dataset_path}:
@@ -50,24 +59,26 @@ def prepare(configs: list[IBConfig]) -> None:
 def train(configs: list[IBConfig], session) -> None:
     c0 = configs[0]
     P = len(configs)
+    device = torch.device(getattr(session, "device", "cpu"))
     ds = load_dataset(c0.dataset_path, c0.data_seed)
-    x = torch.as_tensor(ds.x, dtype=torch.float32)                       # (N, 12)
-    y = torch.as_tensor(ds.y, dtype=torch.int64)                         # (N,)
+    x = torch.as_tensor(ds.x, dtype=torch.float32, device=device)        # (N, 12)
+    y = torch.as_tensor(ds.y, dtype=torch.int64, device=device)          # (N,)
     N = x.shape[0]
+    xT = x.T.contiguous()                                                # (12, N): columns gather fast
     widths = [x.shape[1], *c0.hidden, 2]
-    model = PackedMLP(widths, c0.activation, P)
+    model = PackedMLP(widths, c0.activation, P, device=device)
     L = model.n_layers
     logged = logged_epochs(c0)
     logged_set = {int(e) for e in logged}
     kde_set = kde_epochs(c0, logged)
     rules = {"fixed": ["fixed"], "observed": ["observed"], "both": ["fixed", "observed"]}[c0.binning]
 
-    train_mask = torch.zeros(P, N, dtype=torch.bool)                     # (P, N)
+    train_mask = torch.zeros(P, N, dtype=torch.bool, device=device)      # (P, N)
     train_idx = []
     for p, c in enumerate(configs):
         tr, _ = data.split_indices(N, c.train_fraction, c.seed)
         train_idx.append(torch.as_tensor(tr, dtype=torch.int64))
-        train_mask[p, train_idx[-1]] = True
+        train_mask[p, train_idx[-1].to(device)] = True
     n_train = torch.tensor([len(t) for t in train_idx])
     batch = c0.batch_size or int(n_train.max())
     steps = int(math.ceil(int(n_train.max()) / batch))
@@ -77,35 +88,40 @@ def train(configs: list[IBConfig], session) -> None:
         gens = [torch.Generator().manual_seed(c.seed) for c in configs]
         model.init(gens, c0.init)
         opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
-        start, observed = 0, {rule: [] for rule in ("observed",) if rule in rules}
-        alive = torch.ones(P, dtype=torch.bool)
+        start = 0
+        # Observed-range binning needs the whole run's range first: every layer's
+        # activations on every logged epoch are kept until the end.
+        observed = ([torch.empty(P, len(logged), N, w, device=device) for w in widths[1:]]
+                    if "observed" in rules else None)
+        alive = torch.ones(P, dtype=torch.bool, device=device)
     else:
         gens = []
         for g_state in state["generators"]:
             g = torch.Generator()
             g.set_state(g_state)
             gens.append(g)
-        model.params.copy_(state["params"])
+        model.params.copy_(state["params"].to(device))
         opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
-        opt.load(state["optimizer"])
-        start, observed, alive = state["epoch"], state["observed"], state["alive"]
+        opt.load({k: v.to(device) for k, v in state["optimizer"].items()})
+        start, observed, alive = state["epoch"], state["observed"], state["alive"].to(device)
     for p in session.failures:
         alive[p] = False
 
-    grad_sum = torch.zeros(P, model.n_params)
-    grad_sq = torch.zeros(P, model.n_params)
+    grad_sum = torch.zeros(P, model.n_params, device=device)
+    grad_sq = torch.zeros(P, model.n_params, device=device)
+    n_steps = torch.zeros(P, device=device)
     for epoch in range(start, c0.epochs + 1):
         if epoch > 0:
             track = epoch in logged_set
             if track:
                 grad_sum.zero_(); grad_sq.zero_()
-            idx, weight, active = _epoch_batches(train_idx, gens, batch, steps, c0.shuffle)
-            losses = torch.zeros(P)
-            n_steps = torch.zeros(P)
+            idx, weight, active = (t.to(device) for t in _epoch_batches(train_idx, gens, batch, steps, c0.shuffle))
+            losses = torch.zeros(P, device=device)
+            n_steps.zero_()
             for s in range(steps):
                 rows = idx[:, s]                                          # (P, B)
                 step_active = active[:, s] & alive                       # (P,)
-                losses += model.backward(x[rows], y[rows], weight[:, s]) * step_active
+                losses += model.backward(xT[:, rows].transpose(0, 1), y[rows], weight[:, s]) * step_active
                 opt.step(model.params, model.grad, step_active)
                 if track:
                     g = model.grad * step_active.unsqueeze(1)
@@ -118,13 +134,15 @@ def train(configs: list[IBConfig], session) -> None:
                 alive[p] = False
                 model.params[p] = 0.0
         if epoch in logged_set:
-            _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, observed,
+            slot = int(np.searchsorted(logged, epoch))
+            _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
+                     None if observed is None else [o[:, slot] for o in observed],
                      grad_sum, grad_sq, n_steps if epoch > 0 else None, alive)
         session.checkpoint({"params": model.params, "optimizer": opt.state(),
                             "generators": [g.get_state() for g in gens], "epoch": epoch + 1,
                             "observed": observed, "alive": alive})
-    if "observed" in observed:
-        _observed_binning(session, model, configs, y, observed["observed"], alive)
+    if observed is not None:
+        _observed_binning(session, model, configs, y, logged, observed, alive)
 
 
 def _epoch_batches(train_idx, gens, batch, steps, shuffle):
@@ -159,7 +177,7 @@ def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, o
         outs = model.forward(x)                                            # L x (P, N, width)
     probs = outs[-1]                                                       # (P, N, 2)
     nll = -torch.log(probs.gather(-1, y.expand(P, -1).unsqueeze(-1)).squeeze(-1).clamp_min(1e-30))
-    correct = (probs.argmax(-1) == y).float()                              # (P, N)
+    correct = ((probs[..., 1] > probs[..., 0]).long() == y).float()        # (P, N)
     test_mask = ~train_mask
 
     def masked_mean(v, m):
@@ -168,21 +186,23 @@ def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, o
     metrics = {
         "train_loss": masked_mean(nll, train_mask), "train_acc": masked_mean(correct, train_mask),
         "test_loss": masked_mean(nll, test_mask), "test_acc": masked_mean(correct, test_mask)}
+    metrics = {k: v.cpu() for k, v in metrics.items()}
 
     info = {}   # estimator -> (i_xt (P, L), i_ty (P, L))
     if "fixed" in rules:
         i_xt, i_ty = zip(*(estimators.binned_information(h, y, c0.bins, -1.0, 1.0) for h in outs))
-        info["bin_fixed"] = (torch.stack(i_xt, 1), torch.stack(i_ty, 1))
-    if "observed" in observed:
-        observed["observed"].append((epoch, [h.to(torch.float16 if h.numel() > 2**26 else h.dtype).clone()
-                                             for h in outs]))
+        info["bin_fixed"] = (torch.stack(i_xt, 1).cpu(), torch.stack(i_ty, 1).cpu())
+    if observed is not None:
+        for keep, h in zip(observed, outs):
+            keep.copy_(h)                                                  # (P, N, width)
     if epoch in kde_set:
         kde = [estimators.kde_information(h, y, c0.kde_noise_var) for h in outs]
         for bound in ("upper", "lower"):
-            info[f"kde_{bound}"] = (torch.stack([k[f"{bound}_i_xt"] for k in kde], 1).float(),
-                                    torch.stack([k[f"{bound}_i_ty"] for k in kde], 1).float())
+            info[f"kde_{bound}"] = (torch.stack([k[f"{bound}_i_xt"] for k in kde], 1).cpu(),
+                                    torch.stack([k[f"{bound}_i_ty"] for k in kde], 1).cpu())
 
     layers = np.arange(1, L + 1)
+    norms = _gradient_norms(model, grad_sum, grad_sq, n_steps) if n_steps is not None else None
     for p in range(P):
         if not alive[p]:
             continue
@@ -191,41 +211,35 @@ def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, o
                 "epoch": np.full(L, epoch), "layer": layers, "estimator": [name] * L,
                 "i_xt": i_xt[p].numpy(), "i_ty": i_ty[p].numpy()})
         session.add_rows("metrics", p, {k: [float(v[p])] for k, v in metrics.items()} | {"epoch": [epoch]})
-        if n_steps is not None:
-            mean_norm, std_norm, weight_norm = _gradient_norms(model, grad_sum[p], grad_sq[p], float(n_steps[p]), p)
+        if norms is not None:
             session.add_rows("gradients", p, {
-                "epoch": np.full(L, epoch), "layer": layers, "grad_mean_norm": mean_norm,
-                "grad_std_norm": std_norm, "weight_norm": weight_norm})
+                "epoch": np.full(L, epoch), "layer": layers, "grad_mean_norm": norms[0][p],
+                "grad_std_norm": norms[1][p], "weight_norm": norms[2][p]})
 
 
-def _gradient_norms(model: PackedMLP, g_sum, g_sq, n: float, p: int):
-    """Per layer (weights only, as the IB paper's Fig. 4): ||mean of the batch gradients||,
-    ||elementwise std of the batch gradients||, ||W||."""
-    mean = g_sum / max(n, 1.0)
-    var = (g_sq / max(n, 1.0) - mean * mean).clamp_min(0)
-    out = ([], [], [])
-    offset = 0
-    for W in model.W:
-        size = W.shape[1] * W.shape[2]
-        out[0].append(float(mean[offset:offset + size].norm()))
-        out[1].append(float(var[offset:offset + size].sqrt().norm()))
-        out[2].append(float(W[p].norm()))
-        offset += size + W.shape[2]
-    return out
+def _gradient_norms(model: PackedMLP, g_sum, g_sq, n_steps) -> tuple[torch.Tensor, ...]:
+    """Per member and layer (weights only, as the IB paper's Fig. 4): the norm of the mean of
+    the batch gradients, of their elementwise std, and of the weights; each (P, L)."""
+    n = n_steps.clamp_min(1).unsqueeze(1)                                  # (P, 1)
+    mean = g_sum / n                                                       # (P, n_params)
+    std = (g_sq / n - mean * mean).clamp_min_(0).sqrt_()
+    norms = [torch.stack([t[:, s].norm(dim=1) for s in model.weight_slices], 1)
+             for t in (mean, std, model.params)]
+    return tuple(v.cpu().numpy() for v in norms)
 
 
-def _observed_binning(session, model, configs, y, snapshots, alive) -> None:
+def _observed_binning(session, model, configs, y, logged, observed, alive) -> None:
     """Saxe et al.'s rule: bins spanning each layer's min..max over the whole run."""
     c0 = configs[0]
     P, L = model.P, model.n_layers
-    epochs = np.array([e for e, _ in snapshots])
-    i_xt = torch.zeros(P, len(epochs), L)
-    i_ty = torch.zeros(P, len(epochs), L)
-    for layer in range(L):
-        acts = torch.stack([outs[layer].float() for _, outs in snapshots], 1)     # (P, E, N, d)
-        lo = acts.amin(dim=(1, 2, 3), keepdim=True)                               # (P, 1, 1, 1)
+    epochs = np.asarray(logged)
+    i_xt = torch.zeros(P, len(epochs), L, dtype=torch.float64)
+    i_ty = torch.zeros(P, len(epochs), L, dtype=torch.float64)
+    for layer, acts in enumerate(observed):                                   # (P, E, N, d)
+        lo = acts.amin(dim=(1, 2, 3), keepdim=True)                           # (P, 1, 1, 1)
         hi = acts.amax(dim=(1, 2, 3), keepdim=True)
-        i_xt[:, :, layer], i_ty[:, :, layer] = estimators.binned_information(acts, y, c0.bins, lo, hi)
+        i_xt[:, :, layer], i_ty[:, :, layer] = (
+            v.cpu() for v in estimators.binned_information(acts, y, c0.bins, lo, hi))
     layers = np.tile(np.arange(1, L + 1), len(epochs))
     for p in range(P):
         if alive[p]:

@@ -1,5 +1,7 @@
 """Sweeps on an embedded local Ray: retries continue from checkpoints, failures are recorded."""
 
+import math
+import os
 import sys
 
 from ray import cloudpickle
@@ -25,6 +27,7 @@ def local_ray():
 
 
 def run_toy(tmp_path, values, grid, pack=1, max_failures=2):
+    """Runs the toy study's grid; pack=None lets the platform choose the pack size."""
     store = Store(str(tmp_path / "results"))
     resources = sweep.Resources(cpus_per_trial=1, max_failures=max_failures, pack=pack)
     values = {"marker_dir": str(tmp_path), **values}
@@ -84,3 +87,29 @@ def test_packed_member_failure_is_isolated(tmp_path):
     values = results.load(str(tmp_path / "results"), "toy", "values")
     assert set(values["trial_id"].to_pylist()) == set(ok["trial_id"].to_pylist())
     assert values.num_rows == 3 * 3
+
+
+def test_packed_member_that_raises_fails_alone(tmp_path):
+    outcome, manifest = run_toy(tmp_path, {"steps": 3}, {"seed": [0, 1, 2, 3], "raise_member": [False, True]},
+                                pack=8, max_failures=0)
+    assert len(manifest["packs"]) == 1
+    trials = results.load(str(tmp_path / "results"), "toy", "trials").to_pylist()
+    failed = [t for t in trials if t["status"] == "ERROR"]
+    assert len(trials) == 8 and len(failed) == 4
+    assert all(t["raise_member"] for t in failed)
+    assert {t["error"] for t in failed} == {f"ValueError: member with seed {s} broke" for s in range(4)}
+    values = results.load(str(tmp_path / "results"), "toy", "values")
+    assert values.num_rows == 4 * 3 and len(set(values["trial_id"].to_pylist())) == 4
+
+
+def test_auto_pack_size_fills_the_slots(tmp_path):
+    outcome, manifest = run_toy(tmp_path, {"steps": 2}, {"seed": list(range(10))}, pack=None)
+    assert outcome.ok
+    # 10 members of one shape, one CPU per trial: about one pack per core, of even size
+    # (two packs of 5 on a 2-core machine).
+    k = math.ceil(10 / os.cpu_count())
+    n_packs = math.ceil(10 / k)
+    assert len(manifest["packs"]) == n_packs
+    assert {len(p) for p in manifest["packs"]} <= {math.ceil(10 / n_packs), 10 // n_packs}
+    assert sorted(i for p in manifest["packs"] for i in p) == list(range(10))
+    assert results.load(str(tmp_path / "results"), "toy", "trials").num_rows == 10

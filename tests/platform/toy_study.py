@@ -16,6 +16,7 @@ class ToyConfig:
     fail_once_at: int = param(-1, "raise at this step on the first attempt only", low=-1)
     fail_always: bool = param(False, "raise from step 1 on, on every attempt")
     nan_member: bool = param(False, "report this member as failed (as a NaN loss would)")
+    raise_member: bool = param(False, "raise an error while training this member")
     marker_dir: str = param("", "where the first-attempt markers go")
 
 
@@ -28,6 +29,9 @@ def train(configs, session):
     if session.state is not None:
         state = {**state, "resumed_from": state["step"]}
     c0 = configs[0]
+    for c in configs:
+        if c.raise_member:
+            raise ValueError(f"member with seed {c.seed} broke")
     for p, c in enumerate(configs):
         if c.nan_member:
             session.fail(p, "loss is NaN")
@@ -49,4 +53,4 @@ STUDY = Study(
     name="toy", title="Toy", config=ToyConfig,
     presets={"smoke": Preset("tiny", {}, {"seed": [0, 1, 2]})},
     train=train, tables=TABLES, figures=lambda tables, out: [],
-    pack_fields=frozenset({"seed", "nan_member"}))
+    pack_fields=frozenset({"seed", "nan_member", "raise_member"}))
