@@ -71,11 +71,14 @@ class Study:
 
     def configs(self, preset: str, values: Mapping[str, Any] | None = None,
                 grid: Mapping[str, Sequence[Any]] | None = None) -> list[Any]:
-        """Every trial config of `preset`, with `values` overriding its base values and
-        `grid` overriding or adding swept fields; all validated before anything runs."""
+        """Every trial config of `preset`, with `values` overriding its base values (and
+        fixing a field the preset sweeps) and `grid` replacing or adding swept fields; all
+        validated before anything runs."""
         p = self.preset(preset)
-        base = {**p.values, **(values or {})}
-        sweep = {**p.grid, **(grid or {})}
+        values, grid = dict(values or {}), dict(grid or {})
+        base = {**p.values, **values}
+        # A --set of a field the preset sweeps fixes it; a --grid replaces or adds a sweep.
+        sweep = {**{k: v for k, v in p.grid.items() if k not in values}, **grid}
         for name in sweep:
             base.pop(name, None)
         names = list(sweep)

@@ -218,7 +218,7 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
     else:
         tuner = tune.Tuner(
             trainable, param_space=_param_space(manifest),
-            tune_config=tune.TuneConfig(trial_dirname_creator=lambda t: f"pack{t.config['pack']:05d}",
+            tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda t: f"pack{t.config['pack']:05d}",
                                         trial_name_creator=lambda t: f"pack{t.config['pack']:05d}"),
             run_config=tune.RunConfig(
                 name=sweep_id, storage_path=store.sweep_uri(name, "").rstrip("/"), verbose=0,

@@ -57,3 +57,13 @@ def test_build_accepts_and_normalises(tmp_path, monkeypatch):
     assert c.widths == (8, 2)
     assert c.path == str(f)
     assert cfg.from_dict(Toy, cfg.to_dict(c)) == c
+
+
+def test_preset_grid_with_set_and_grid_overrides():
+    from lookinside.studies.information_bottleneck import STUDY
+    assert len(STUDY.configs("laptop")) == 30
+    # --set of a swept field fixes it; --grid replaces a sweep.
+    only_tanh = STUDY.configs("laptop", {"activation": "tanh"}, {"seed": [7, 8]})
+    assert [(c.activation, c.seed) for c in only_tanh] == [("tanh", 7), ("tanh", 8)] * 3
+    assert sorted({c.train_fraction for c in only_tanh}) == [0.05, 0.45, 0.85]
+    assert STUDY.grid_size("laptop") == 30
