@@ -101,8 +101,10 @@ def cmd_run(args) -> int:
     grid = _assignments(study, args.grid, grid=True)
     if args.cpus_per_trial <= 0 or args.cpus_per_trial > (os.cpu_count() or 1) and not args.address:
         raise UserError(f"--cpus-per-trial must lie in (0, {os.cpu_count()}] on this machine")
-    if args.gpus_per_trial < 0:
-        raise UserError("--gpus-per-trial must be >= 0")
+    if args.gpus_per_trial < 0 or args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
+        raise UserError("--gpus-per-trial must be a fraction in [0, 1] or a whole number")
+    if args.gpus_per_trial > 0 and not args.address and not _local_gpus():
+        raise UserError("--gpus-per-trial needs a GPU, and this machine has none (or use --address)")
     if args.max_failures < 0:
         raise UserError("--max-failures must be >= 0")
     if args.checkpoint_seconds <= 0:
@@ -116,6 +118,7 @@ def cmd_run(args) -> int:
     manifest = sweep.plan(study, args.preset, values, grid, store, resources)
     if study.prepare:
         study.prepare([cfg.from_dict(study.config, t["config"]) for t in manifest["trials"]])
+    sweep.start_ray(args.address)      # a cluster that cannot be joined fails before anything is written
     sweep.write_manifest(store, manifest)
     print(f"sweep {manifest['sweep_id']}: {len(manifest['trials'])} trials of {study.name} "
           f"({args.preset}) in {len(manifest['packs'])} packs", file=sys.stderr)
@@ -158,6 +161,11 @@ def cmd_report(args) -> int:
     index = report.build(study, args.results, out, args.sweep)
     print(index)
     return 0
+
+
+def _local_gpus() -> int:
+    import torch
+    return torch.cuda.device_count()
 
 
 def _positive_int(text: str, flag: str) -> int:

@@ -24,6 +24,7 @@ import pyarrow as pa
 from lookinside import config as cfg
 from lookinside import packing
 from lookinside.progress import Progress
+from lookinside.errors import UserError
 from lookinside.results import TRIALS, TRIALS_SCHEMA, Store
 from lookinside.session import Session, load_snapshot, tune_save_fn
 from lookinside.study import Study
@@ -286,10 +287,25 @@ def start_ray(address: str | None) -> None:
         return
     kwargs = dict(logging_level=logging.WARNING, log_to_driver=False)
     if address:
-        ray.init(address=address, **kwargs)
+        _check_reachable(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except Exception as err:  # noqa: BLE001 - any failure to join is the user's to fix
+            raise UserError(f"cannot join the Ray cluster at {address}: {_one_line(err)}") from None
     else:
         # Embedded local Ray: this machine's CPUs, no dashboard; token auth stays on (Ray's default).
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+
+
+def _check_reachable(address: str) -> None:
+    """Fails fast on an address nothing listens at (Ray itself retries for minutes)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(f"cannot reach a Ray cluster at {address}: {err.strerror or err}") from None
 
 
 def _now() -> datetime:

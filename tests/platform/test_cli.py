@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from lookinside.cli import main
 
@@ -41,6 +42,10 @@ def test_list_names_studies_presets_and_grid_sizes():
     (["run", "information_bottleneck", "--pack", "0"], "--pack expects a positive integer"),
     (["run", "information_bottleneck", "--max-failures", "-2"], "--max-failures must be >= 0"),
     (["run", "information_bottleneck", "--cpus-per-trial", "0"], "--cpus-per-trial must lie"),
+    pytest.param(["run", "information_bottleneck", "--gpus-per-trial", "0.5"], "needs a GPU",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")),
+    (["run", "information_bottleneck", "--gpus-per-trial", "1.5"], "--gpus-per-trial must be a fraction"),
+    (["run", "information_bottleneck", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
     (["report", "nosuch"], "unknown study 'nosuch'"),
     (["resume", "nowhere"], "expected ROOT/STUDY/SWEEP_ID"),
 ])
