@@ -8,8 +8,6 @@ checked against its range or choices before anything runs.
 
 from __future__ import annotations
 
-from lookinside.errors import UserError
-
 import dataclasses
 import json
 import math
@@ -17,6 +15,8 @@ import os
 import types
 import typing
 from typing import Any
+
+from lookinside.errors import UserError
 
 
 class ConfigError(UserError, ValueError):
@@ -117,7 +117,8 @@ def check_value(config_cls: type, name: str, value: Any) -> Any:
         if choices is not None and v not in choices:
             raise ConfigError(f"field '{name}' must be one of {', '.join(map(str, choices))}; got {v!r}")
         if low is not None and v < low or high is not None and v > high:
-            raise ConfigError(f"field '{name}' must lie in [{'-inf' if low is None else _fmt(low)}, {_fmt(high)}]; got {v!r}")
+            bounds = f"[{'-inf' if low is None else _fmt(low)}, {_fmt(high)}]"
+            raise ConfigError(f"field '{name}' must lie in {bounds}; got {v!r}")
     return value
 
 

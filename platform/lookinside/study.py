@@ -7,8 +7,6 @@ The platform never imports a study by name; it finds them here.
 
 from __future__ import annotations
 
-from lookinside.errors import UserError
-
 import dataclasses
 import importlib
 import itertools
@@ -19,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from lookinside import config as cfg
+from lookinside.errors import UserError
 
 
 class StudyError(UserError, ValueError):

@@ -14,7 +14,6 @@ import os
 import secrets
 import socket
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -23,8 +22,8 @@ import pyarrow as pa
 
 from lookinside import config as cfg
 from lookinside import packing
-from lookinside.progress import Progress
 from lookinside.errors import UserError
+from lookinside.progress import Progress
 from lookinside.results import TRIALS, TRIALS_SCHEMA, Store
 from lookinside.session import Session, load_snapshot, tune_save_fn
 from lookinside.study import Study
@@ -101,8 +100,8 @@ def make_trainable(study: Study, manifest: dict, root: str):
     res = manifest["resources"]
 
     def trainable(tune_config: dict) -> None:
-        from ray import tune
         import torch
+        from ray import tune
 
         torch.set_num_threads(max(1, int(res["cpus_per_trial"])))
         store = Store(root)
@@ -219,8 +218,9 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
     else:
         tuner = tune.Tuner(
             trainable, param_space=_param_space(manifest),
-            tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=lambda t: f"pack{t.config['pack']:05d}",
-                                        trial_name_creator=lambda t: f"pack{t.config['pack']:05d}"),
+            # Reusing actors saves a process start and the imports per trial (3x on 1-epoch trials).
+            tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=_pack_name,
+                                        trial_name_creator=_pack_name),
             run_config=tune.RunConfig(
                 name=sweep_id, storage_path=store.sweep_uri(name, "").rstrip("/"), verbose=0,
                 failure_config=tune.FailureConfig(max_failures=res["max_failures"]),
@@ -239,6 +239,10 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
             if result.error is not None:
                 pack_errors[result.config["pack"]] = _one_line(result.error)
     return settle(study, manifest, store, pack_errors, interrupted, sweep_dir)
+
+
+def _pack_name(trial) -> str:
+    return f"pack{trial.config['pack']:05d}"
 
 
 def _param_space(manifest: dict) -> dict:

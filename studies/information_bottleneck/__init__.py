@@ -7,9 +7,9 @@ gradient signal-to-noise per layer, and train / test loss and accuracy.
 
 import pyarrow as pa
 
-from lookinside.study import Study
 from lookinside.studies.information_bottleneck import figures, trial
 from lookinside.studies.information_bottleneck.config import PACK_FIELDS, PRESETS, IBConfig
+from lookinside.study import Study
 
 TABLES = {
     # estimator: bin_fixed | bin_observed | kde_upper | kde_lower; layer 1.. counts hidden

@@ -1,6 +1,5 @@
 """The command line on bad input: one line naming the problem, a non-zero exit, nothing written."""
 
-import os
 import subprocess
 import sys
 

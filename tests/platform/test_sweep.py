@@ -4,9 +4,9 @@ import math
 import os
 import sys
 
-from ray import cloudpickle
 import pyarrow.compute as pc
 import pytest
+from ray import cloudpickle
 
 from lookinside import results, sweep
 from lookinside.results import Store

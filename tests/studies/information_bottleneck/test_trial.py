@@ -2,6 +2,8 @@
 equivalence, and the paper's finding on a fixed-seed reduced run."""
 
 import numpy as np
+import pytest
+
 from lookinside.session import Session
 from lookinside.studies.information_bottleneck import STUDY, trial
 from lookinside.studies.information_bottleneck.config import IBConfig
@@ -129,8 +131,26 @@ def test_finding_tanh_compresses_relu_does_not():
 def test_trains_on_the_original_var_u(shared_data):
     path = shared_data / "idnns" / "var_u.mat"
     if not path.exists():
-        import pytest
         pytest.skip(f"{path} not found")
     out = train([IBConfig(epochs=30, logged_epochs=4, kde_epochs=0, learning_rate=3e-3, dataset_path=str(path))])
     metrics = out["metrics"][0].to_pandas()
     assert metrics.train_acc.iloc[-1] > 0.7
+
+
+@pytest.mark.slow
+def test_finding_at_laptop_scale():
+    """The laptop preset's settings (IDNNs' Adam 4e-4, 4000 epochs, 85% training data, 5 seeds)."""
+    def drops(activation, estimator):
+        configs = [IBConfig(activation=activation, epochs=4000, logged_epochs=60, kde_epochs=0, seed=s,
+                            train_fraction=0.85) for s in range(5)]
+        out = train(configs)
+        result = []
+        for p in range(5):
+            info = out["information"][p].to_pandas()
+            last = info[(info.estimator == estimator) & (info.layer == 5)].sort_values("epoch")
+            result.append(last.i_xt.max() - last.i_xt.iloc[-1])
+        return np.array(result)
+    tanh, relu = drops("tanh", "bin_fixed"), drops("relu", "bin_observed")
+    print("tanh drop", tanh.round(2), "relu observed drop", relu.round(2))
+    assert tanh.mean() > 2.0 and tanh.min() > 1.0
+    assert relu.max() < 0.5
