@@ -7,7 +7,7 @@ gradient signal-to-noise per layer, and train / test loss and accuracy.
 
 import pyarrow as pa
 
-from lookinside.studies.information_bottleneck import figures, trial
+from lookinside.studies.information_bottleneck import trial
 from lookinside.studies.information_bottleneck.config import PACK_FIELDS, PRESETS, IBConfig
 from lookinside.study import Study
 
@@ -25,6 +25,19 @@ TABLES = {
         ("train_acc", pa.float64()), ("test_loss", pa.float64()), ("test_acc", pa.float64())]),
 }
 
+
+
+def _figures(tables, out):
+    # Imported here: trial workers never draw, and matplotlib and pandas cost them ~1 s to load.
+    from lookinside.studies.information_bottleneck import figures
+    return figures.draw(tables, out)
+
+
+def _summary(tables):
+    from lookinside.studies.information_bottleneck import figures
+    return figures.summary(tables)
+
+
 STUDY = Study(
     name="information_bottleneck",
     title="Information bottleneck (Shwartz-Ziv & Tishby 2017; Saxe et al. 2018)",
@@ -32,8 +45,8 @@ STUDY = Study(
     presets=PRESETS,
     train=trial.train,
     tables=TABLES,
-    figures=figures.draw,
-    summary=figures.summary,
+    figures=_figures,
+    summary=_summary,
     pack_fields=PACK_FIELDS,
     prepare=trial.prepare,
     member_bytes=trial.member_bytes,

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import scipy.io
 
 from lookinside.errors import UserError
 
@@ -144,6 +143,8 @@ def load_var_u(path: str | os.PathLike) -> BitsDataset:
         raise fail("no such file")
     if not path.is_file():
         raise fail("not a file")
+    import scipy.io  # here: only a user's var_u.mat needs it, and it costs workers 0.2 s
+
     try:
         contents = scipy.io.loadmat(path)
     except Exception as exc:  # scipy raises many types for foreign or damaged files
