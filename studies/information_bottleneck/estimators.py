@@ -175,6 +175,29 @@ def binned_information(
         return _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements)
 
 
+class _Workspace:
+    """Flat work buffers kept between calls and viewed at each call's shapes.
+
+    The estimators run once per layer and logged epoch on buffers of a few MB; fresh ones
+    are page-faulted in again whenever malloc hands them back to the OS, which (in VMs
+    especially) costs more than the arithmetic. A buffer grows to the largest request
+    and stays; one per process (trials are single-threaded)."""
+
+    def __init__(self):
+        self._pools: dict = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype, device) -> Tensor:
+        numel = math.prod(shape)
+        key = (name, dtype, torch.device(device))
+        pool = self._pools.get(key)
+        if pool is None or pool.numel() < numel:
+            pool = self._pools[key] = torch.empty(numel, dtype=dtype, device=device)
+        return pool[:numel].view(shape)
+
+
+_WORKSPACE = _Workspace()
+
+
 def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
     """`binned_information` on the caller's threads."""
     *batch, N, d = acts.shape
@@ -186,6 +209,12 @@ def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
     B = flat.shape[0]
     lo_b = _per_slice(lo, batch, device)  # (B, 1 or N, 1 or d)
     hi_b = _per_slice(hi, batch, device)  # (B, 1 or N, 1 or d)
+    # Feature-major activations (a (B, d, N) buffer seen as (B, N, d), as the packed
+    # model gives them) are binned in that layout: every pass then runs over contiguous
+    # memory, where a strided copy into (B, N, d) would cost several passes.
+    feature_major = d > 1 and flat.transpose(1, 2).is_contiguous()
+    if feature_major:
+        flat, lo_b, hi_b = flat.transpose(1, 2), lo_b.transpose(1, 2), hi_b.transpose(1, 2)  # (B, d, N)
 
     label_bits = max(1, int(labels.max().item()).bit_length())
     weights, exact = _row_weights(n_bins, d, label_bits, device)  # (d,)
@@ -195,27 +224,30 @@ def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
     clogc = clogc * torch.log2(clogc.clamp(min=1.0))  # (N + 1,) c log2 c, 0 at c = 0
 
     chunk = min(B, max(1, max_chunk_elements // max(1, N * d)))
-    # Work buffers shared by all chunks: fresh buffers this size are page-faulted in
-    # again whenever malloc hands them back to the OS, which (in VMs especially) can
-    # cost more than the arithmetic.
+    ws = _WORKSPACE
     f64, i64 = dict(dtype=torch.float64, device=device), dict(dtype=torch.int64, device=device)
-    positions = torch.empty(chunk, N, d, **f64)
-    bins = None if in_float else torch.empty(chunk, N, d, **i64)
-    keys, high = torch.empty(chunk, N, **i64), torch.empty(chunk, N, **i64)
-    run, counts = torch.zeros(chunk, N, **i64), torch.empty(chunk, N, **i64)
-    terms = torch.empty(chunk, N, **f64)
-    new_run = torch.empty(chunk, N - 1, dtype=torch.bool, device=device)
+    positions = ws.get("positions", (chunk, *flat.shape[1:]), **f64)  # (chunk, N, d) or (chunk, d, N)
+    bins = None if in_float else ws.get("bins", positions.shape, **i64)
+    keys, high = ws.get("keys", (chunk, N), **i64), ws.get("high", (chunk, N), **i64)
+    run, counts = ws.get("run", (chunk, N), **i64), ws.get("counts", (chunk, N), **i64)
+    run[:, 0] = 0
+    terms = ws.get("terms", (chunk, N), **f64)
+    new_run = ws.get("new_run", (chunk, N - 1), dtype=torch.bool, device=device)
     h_t = torch.empty(B, **f64)
     h_ty = torch.empty(B, **f64)
     for b0 in range(0, B, chunk):
         b1 = min(B, b0 + chunk)
         n = b1 - b0
         pos = _bin_positions(flat[b0:b1], lo_b[b0:b1], hi_b[b0:b1], n_bins, out=positions[:n])
-        key = keys[:n]  # (n, N); pos is (n, N, d)
-        if in_float:
+        key = keys[:n]  # (n, N); pos is (n, N, d) or (n, d, N)
+        if in_float and feature_major:
+            torch.bmm(weights.to(torch.float64).expand(n, 1, d), pos, out=terms[:n].unsqueeze(1))
+            key.copy_(terms[:n])
+        elif in_float:
             key.copy_(torch.matmul(pos, weights.to(torch.float64), out=terms[:n]))
         else:
-            torch.sum(bins[:n].copy_(pos).mul_(weights), dim=-1, out=key)  # wraps mod 2**64 if hashed
+            w, dim = (weights.view(d, 1), 1) if feature_major else (weights, -1)
+            torch.sum(bins[:n].copy_(pos).mul_(w), dim=dim, out=key)  # wraps mod 2**64 if hashed
             key.bitwise_and_(-(1 << label_bits))  # free the label's bits (a no-op when exact)
         key.add_(labels)
         _sort_rows_(key)  # (n, N) by row of bins, then by label

@@ -36,18 +36,23 @@ class PackedMLP:
         self.n_params = sum(a * b + b for a, b in shapes)
         self.params = torch.zeros(members, self.n_params, dtype=dtype, device=device)  # (P, n)
         self.grad = torch.zeros_like(self.params)
-        self.W, self.b, self.dW, self.db = [], [], [], []
+        self.W, self.b = [], []
         self.weight_slices = []                   # each layer's weights in the flat buffer
         offset = 0
         for a, b in shapes:
             self.weight_slices.append(slice(offset, offset + a * b))
             # Stored transposed, (P, out, in), so that a layer is W @ h with h (P, in, B).
             self.W.append(self.params[:, offset:offset + a * b].view(members, b, a))   # (P, out, in)
-            self.dW.append(self.grad[:, offset:offset + a * b].view(members, b, a))
             offset += a * b
             self.b.append(self.params[:, offset:offset + b].view(members, b, 1))       # (P, out, 1)
-            self.db.append(self.grad[:, offset:offset + b].view(members, b, 1))
             offset += b
+        # Gradients go to contiguous per-layer buffers first: a batched matmul into a
+        # strided view of the flat buffer falls back to one small matmul per member
+        # (1.5-3x slower); one cat per step then fills self.grad.
+        self.dW = [torch.empty(members, b, a, dtype=dtype, device=device) for a, b in shapes]
+        self.db = [torch.empty(members, b, 1, dtype=dtype, device=device) for _, b in shapes]
+        self._grad_parts = [t.view(members, -1) for pair in zip(self.dW, self.db) for t in pair]
+        self._work = {}                           # batch size -> activation buffers
 
     @property
     def n_layers(self) -> int:
@@ -73,57 +78,80 @@ class PackedMLP:
             for b in self.b:
                 b.zero_()
 
-    def _act(self, z: torch.Tensor) -> torch.Tensor:
-        if self.activation == "tanh":
-            # tanh(z) = 2 sigmoid(2z) - 1: torch 2.13's CPU tanh is ~10x slower than sigmoid.
-            return torch.sigmoid(z.mul_(2)).mul_(2).sub_(1)
-        if self.activation == "relu":
-            return torch.relu_(z)
-        return z
-
-    def _hidden(self, h: torch.Tensor) -> list[torch.Tensor]:
-        """Hidden activations for h (P, in, B), then the output logits (P, C, B)."""
-        outs = []
-        for W, b in zip(self.W[:-1], self.b[:-1]):
-            h = self._act(torch.baddbmm(b, W, h))                        # (P, width, B)
-            outs.append(h)
-        outs.append(torch.baddbmm(self.b[-1], self.W[-1], h))            # (P, C, B)
-        return outs
+    def _layer(self, layer: int, h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Layer `layer` applied to h (P, in, B): its activation, or for the last layer the
+        logits, (P, out, B); into out if given."""
+        W, b = self.W[layer], self.b[layer]
+        if layer == self.n_layers - 1 or self.activation != "tanh":
+            z = torch.baddbmm(b, W, h, out=out)
+            return torch.relu_(z) if self.activation == "relu" and layer < self.n_layers - 1 else z
+        # tanh(z) = 2 sigmoid(2z) - 1: torch 2.13's CPU tanh is ~10x slower than sigmoid.
+        # beta = alpha = 2 gives 2z exactly (a power of two), one op fewer than z * 2.
+        z2 = torch.baddbmm(b, W, h, beta=2.0, alpha=2.0, out=out)
+        return torch.sigmoid_(z2).mul_(2).sub_(1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every layer's output for inputs x (N, d_in) shared by all members: the hidden
-        activations, then the softmax output, each (P, N, width)."""
+        activations, then the softmax output, each (P, N, width) (strided views of
+        feature-major buffers: the estimators read them once, so no copy is made)."""
         h = x.T.unsqueeze(0).expand(self.P, -1, -1)                      # (P, d_in, N)
-        outs = self._hidden(h)
+        outs = []
+        for layer in range(self.n_layers):
+            h = self._layer(layer, h)                                    # (P, width, N)
+            outs.append(h)
         outs[-1] = torch.softmax(outs[-1], dim=1)
-        return [o.transpose(1, 2).contiguous() for o in outs]
+        return [o.transpose(1, 2) for o in outs]
 
-    def backward(self, x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Fills self.grad with d(loss)/d(params) for each member and returns the losses.
+    def _buffers(self, B: int) -> dict:
+        """Activation and backprop buffers for batch size B, made once: fresh ones every
+        step cost an allocation each and, once malloc returns them, page faults."""
+        if B not in self._work:
+            kw = dict(dtype=self.params.dtype, device=self.params.device)
+            widths = self.widths[1:]
+            self._work[B] = {
+                "h": [torch.empty(self.P, w, B, **kw) for w in widths],          # (P, width, B)
+                "dh": [torch.empty(self.P, w, B, **kw) for w in widths[:-1]],    # (P, width, B)
+                "deriv": torch.empty(self.P, max(widths), B, **kw),
+                "probs": torch.empty(self.P, widths[-1], B, **kw),
+                "ones": torch.ones((), **kw).expand(self.P, max(widths), B)}
+        return self._work[B]
 
-        x (P, d_in, B), y (P, B) int64, weight (P, B): each row's weight in its member's loss
-        (1/batch size for real rows, 0 for padding), so loss_p = sum_i weight_pi * CE_pi."""
-        hs = [x] + self._hidden(x)
-        logp = torch.log_softmax(hs.pop(), dim=1)                       # (P, C, B)
-        nll = -logp.gather(1, y.unsqueeze(1)).squeeze(1)                 # (P, B)
-        loss = (nll * weight).sum(-1)                                   # (P,)
-        dz = logp.exp_()
-        dz.scatter_add_(1, y.unsqueeze(1), -torch.ones_like(nll).unsqueeze(1))
-        dz.mul_(weight.unsqueeze(1))                                    # (P, C, B)
+    def backward(self, x: torch.Tensor, neg_target: torch.Tensor, weight: torch.Tensor) -> None:
+        """Fills self.grad with d(loss)/d(params) for each member.
+
+        x (P, d_in, B); weight (P, 1, B): each row's weight in its member's loss (1/batch
+        size for real rows, 0 for padding), loss_p = sum_i weight_pi * CE_pi;
+        neg_target (P, C, B): -weight * onehot(label)."""
+        work = self._buffers(x.shape[-1])
+        hs = [x]
+        for layer in range(self.n_layers):
+            hs.append(self._layer(layer, hs[-1], out=work["h"][layer]))  # (P, width, B)
+        # d(CE)/d(logits) = softmax - onehot, times each row's weight: one fused op.
+        logits = hs.pop()
+        probs = torch.softmax(logits, dim=1, out=work["probs"])
+        dz = torch.addcmul(neg_target, probs, weight, out=logits)       # (P, C, B)
         for layer in range(self.n_layers - 1, -1, -1):
             h = hs[layer]                                               # (P, in, B)
             torch.bmm(dz, h.transpose(1, 2), out=self.dW[layer])        # (P, out, in)
             torch.sum(dz, dim=2, keepdim=True, out=self.db[layer])      # (P, out, 1)
             if layer == 0:
                 break
-            dh = torch.bmm(self.W[layer].transpose(1, 2), dz)           # (P, in, B)
-            if self.activation == "tanh":
-                dz = dh.mul_(1 - h * h)
-            elif self.activation == "relu":
-                dz = dh.mul_(h > 0)
-            else:
-                dz = dh
-        return loss
+            dh = torch.bmm(self.W[layer].transpose(1, 2), dz, out=work["dh"][layer - 1])  # (P, in, B)
+            dz = self._act_backward(dh, h, work)
+        torch.cat(self._grad_parts, dim=1, out=self.grad)               # (P, n_params)
+
+    def _act_backward(self, dh: torch.Tensor, h: torch.Tensor, work: dict) -> torch.Tensor:
+        """d(loss)/d(pre-activation) from d(loss)/d(activation) dh and the activation h, in dh."""
+        if self.activation == "tanh":
+            width = h.shape[1]
+            deriv = torch.addcmul(work["ones"][:, :width], h, h, value=-1.0,
+                                  out=work["deriv"][:, :width])        # 1 - h^2
+            return dh.mul_(deriv)
+        if self.activation == "relu":
+            # relu's own backward: one op (dh * (h > 0) is two, and the bool-float multiply
+            # is slow).
+            return torch.ops.aten.threshold_backward.grad_input(dh, h, 0.0, grad_input=dh)
+        return dh
 
 
 class PackedOptimizer:
@@ -138,24 +166,27 @@ class PackedOptimizer:
         self.m = torch.zeros_like(params)
         self.v = torch.zeros_like(params)
         self.t = torch.zeros(params.shape[0], 1, dtype=params.dtype, device=params.device)
+        self._tmp = (torch.empty_like(params), torch.empty_like(params))
 
     def step(self, params: torch.Tensor, grad: torch.Tensor, active: torch.Tensor) -> None:
-        active = active.to(params.dtype).view(-1, 1)                     # (P, 1)
+        """One update; active (P, 1) float, 1 for members that train at this step."""
         if self.kind == "sgd":
-            params.sub_(grad * (self.lr * active))
+            params.addcmul_(grad, self.lr * active, value=-1.0)
             return
         b1, b2 = self.betas
+        tmp, denom = self._tmp
         self.t.add_(active)
         # Inactive members keep their moments: m <- m + (1-b1)(g-m) only where active.
-        self.m.add_((grad - self.m) * ((1 - b1) * active))
-        self.v.add_((grad * grad - self.v) * ((1 - b2) * active))
+        self.m.lerp_(grad, (1 - b1) * active)
+        self.v.lerp_(torch.mul(grad, grad, out=tmp), (1 - b2) * active)
         t = self.t.clamp(min=1)
         step_size = self.lr * active / (1 - b1 ** t)                       # (P, 1)
-        denom = (self.v / (1 - b2 ** t)).sqrt_().add_(self.eps)
-        params.addcdiv_(self.m * step_size, denom, value=-1.0)
+        torch.div(self.v, 1 - b2 ** t, out=denom).sqrt_().add_(self.eps)
+        params.addcdiv_(torch.mul(self.m, step_size, out=tmp), denom, value=-1.0)
 
     def state(self) -> dict:
         return {"m": self.m, "v": self.v, "t": self.t}
 
     def load(self, state: dict) -> None:
-        self.m.copy_(state["m"]); self.v.copy_(state["v"]); self.t.copy_(state["t"])
+        for name in ("m", "v", "t"):
+            getattr(self, name).copy_(state[name])

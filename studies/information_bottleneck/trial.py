@@ -64,10 +64,8 @@ def train(configs: list[IBConfig], session) -> None:
     x = torch.as_tensor(ds.x, dtype=torch.float32, device=device)        # (N, 12)
     y = torch.as_tensor(ds.y, dtype=torch.int64, device=device)          # (N,)
     N = x.shape[0]
-    xT = x.T.contiguous()                                                # (12, N): columns gather fast
     widths = [x.shape[1], *c0.hidden, 2]
     model = PackedMLP(widths, c0.activation, P, device=device)
-    L = model.n_layers
     logged = logged_epochs(c0)
     logged_set = {int(e) for e in logged}
     kde_set = kde_epochs(c0, logged)
@@ -79,9 +77,7 @@ def train(configs: list[IBConfig], session) -> None:
         tr, _ = data.split_indices(N, c.train_fraction, c.seed)
         train_idx.append(torch.as_tensor(tr, dtype=torch.int64))
         train_mask[p, train_idx[-1].to(device)] = True
-    n_train = torch.tensor([len(t) for t in train_idx])
-    batch = c0.batch_size or int(n_train.max())
-    steps = int(math.ceil(int(n_train.max()) / batch))
+    batches = _Batches(train_idx, c0.batch_size, c0.shuffle, x, y, widths[-1])
 
     state = session.state
     if state is None:
@@ -90,8 +86,9 @@ def train(configs: list[IBConfig], session) -> None:
         opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
         start = 0
         # Observed-range binning needs the whole run's range first: every layer's
-        # activations on every logged epoch are kept until the end.
-        observed = ([torch.empty(P, len(logged), N, w, device=device) for w in widths[1:]]
+        # activations on every logged epoch are kept until the end, feature-major like
+        # the model's (a plain copy to keep, and the estimator's preferred layout).
+        observed = ([torch.empty(P, len(logged), w, N, device=device) for w in widths[1:]]
                     if "observed" in rules else None)
         alive = torch.ones(P, dtype=torch.bool, device=device)
     else:
@@ -109,35 +106,24 @@ def train(configs: list[IBConfig], session) -> None:
 
     grad_sum = torch.zeros(P, model.n_params, device=device)
     grad_sq = torch.zeros(P, model.n_params, device=device)
-    n_steps = torch.zeros(P, device=device)
+    n_steps = torch.zeros(P, 1, device=device)
     for epoch in range(start, c0.epochs + 1):
         if epoch > 0:
             track = epoch in logged_set
             if track:
-                grad_sum.zero_(); grad_sq.zero_()
-            idx, weight, active = (t.to(device) for t in _epoch_batches(train_idx, gens, batch, steps, c0.shuffle))
-            losses = torch.zeros(P, device=device)
-            n_steps.zero_()
-            for s in range(steps):
-                rows = idx[:, s]                                          # (P, B)
-                step_active = active[:, s] & alive                       # (P,)
-                losses += model.backward(xT[:, rows].transpose(0, 1), y[rows], weight[:, s]) * step_active
-                opt.step(model.params, model.grad, step_active)
-                if track:
-                    g = model.grad * step_active.unsqueeze(1)
-                    grad_sum += g
-                    grad_sq += g * g
-                    n_steps += step_active
+                for acc in (grad_sum, grad_sq, n_steps):
+                    acc.zero_()
+            _train_epoch(model, opt, batches, gens, alive, grad_sum, grad_sq, n_steps, track)
             bad = alive & ~torch.isfinite(model.params).all(1)
             for p in torch.nonzero(bad).flatten().tolist():
-                session.fail(p, f"non-finite weights after epoch {epoch} (loss {losses[p]:.3g})")
+                session.fail(p, f"non-finite weights after epoch {epoch}")
                 alive[p] = False
                 model.params[p] = 0.0
         if epoch in logged_set:
             slot = int(np.searchsorted(logged, epoch))
             _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
-                     None if observed is None else [o[:, slot] for o in observed],
-                     grad_sum, grad_sq, n_steps if epoch > 0 else None, alive)
+                     None if observed is None else [o[:, slot].transpose(1, 2) for o in observed],
+                     grad_sum, grad_sq, n_steps.view(-1) if epoch > 0 else None, alive)
         session.checkpoint({"params": model.params, "optimizer": opt.state(),
                             "generators": [g.get_state() for g in gens], "epoch": epoch + 1,
                             "observed": observed, "alive": alive})
@@ -145,28 +131,72 @@ def train(configs: list[IBConfig], session) -> None:
         _observed_binning(session, model, configs, y, logged, observed, alive)
 
 
-def _epoch_batches(train_idx, gens, batch, steps, shuffle):
-    """Each member's batches for one epoch, padded to the pack's longest epoch.
+def _train_epoch(model, opt, batches, gens, alive, grad_sum, grad_sq, n_steps, track) -> None:
+    """One epoch for the whole pack; with track, sums each member's batch gradients and
+    their squares (and counts its steps) for the gradient norms."""
+    xs, neg_target = batches.draw(gens)                  # (P, steps, B, d_in), (P, steps, C, B)
+    active = (batches.active & alive.unsqueeze(1)).to(xs.dtype)           # (P, steps)
+    g = torch.empty_like(model.grad)                                     # (P, n_params)
+    for s in range(batches.steps):
+        step_active = active[:, s:s + 1]                                  # (P, 1)
+        # xs[:, s] read as (P, d_in, B) through a transposed view, which the batched
+        # matmuls take as is (a contiguous copy would cost more than the gather).
+        model.backward(xs[:, s].transpose(1, 2), neg_target[:, s], batches.weight[:, s])
+        opt.step(model.params, model.grad, step_active)
+        if track:
+            torch.mul(model.grad, step_active, out=g)
+            grad_sum.add_(g)
+            grad_sq.addcmul_(g, g)
+            n_steps.add_(step_active)
 
-    Returns idx (P, steps, B) row indices, weight (P, steps, B) with 1/len(batch) on real
-    rows and 0 on padding, active (P, steps): whether the member trains at that step."""
-    P = len(train_idx)
-    idx = torch.zeros(P, steps, batch, dtype=torch.int64)
-    weight = torch.zeros(P, steps, batch)
-    active = torch.zeros(P, steps, dtype=torch.bool)
-    for p, (rows, gen) in enumerate(zip(train_idx, gens)):
-        order = rows[torch.randperm(len(rows), generator=gen)] if shuffle else rows
-        n = len(order)
-        full = n // batch
-        idx[p, :full] = order[: full * batch].view(full, batch)
-        weight[p, :full] = 1.0 / batch
-        active[p, :full] = True
-        if n % batch:
-            rest = n - full * batch
-            idx[p, full, :rest] = order[full * batch:]
-            weight[p, full, :rest] = 1.0 / rest
-            active[p, full] = True
-    return idx, weight, active
+
+class _Batches:
+    """Each member's batches, padded to the pack's longest epoch, and their inputs and
+    targets, gathered once per epoch into buffers made once.
+
+    A member's epoch is its training rows in its own random order (one randperm from its
+    own generator per epoch, so its stream does not depend on the pack), cut into
+    consecutive batches; the last may be short. Flattened, a member's padded (steps, B)
+    grid holds its n rows in its first n slots: the permutation goes there, and the
+    padding slots keep pointing at padding (row 0, weight 0). The weights and active
+    steps are the same every epoch."""
+
+    def __init__(self, train_idx: list[torch.Tensor], batch_size: int, shuffle: bool,
+                 x: torch.Tensor, y: torch.Tensor, classes: int):
+        self.n, self.shuffle, device = [len(t) for t in train_idx], shuffle, x.device
+        P, B = len(train_idx), batch_size or max(self.n)
+        self.steps = steps = math.ceil(max(self.n) / B)
+        slot = torch.arange(steps * B)                                    # (steps * B,)
+        n = torch.tensor(self.n).view(P, 1)
+        # Each row's weight in its member's loss: 1 / its batch's size, 0 on padding.
+        size = (n - slot.view(steps, B)[:, 0]).clamp(0, B)                # (P, steps)
+        valid = (slot < n).view(P, steps, B)
+        self.weight = (valid / size.clamp(min=1).unsqueeze(2)).unsqueeze(2).to(device)  # (P, steps, 1, B)
+        self.active = (size > 0).to(device)                               # (P, steps)
+        self.member_rows = torch.zeros(P, steps * B, dtype=torch.int64)   # (P, steps * B)
+        for p, rows in enumerate(train_idx):
+            self.member_rows[p, :len(rows)] = rows
+        self.member_rows = self.member_rows.to(device)
+        self.perm = slot.repeat(P, 1)                                     # (P, steps * B)
+        self.rows = torch.empty(P, steps * B, dtype=torch.int64, device=device)
+        # Inputs and (negated) one-hot labels side by side: one gather fetches both.
+        d = x.shape[1]
+        self.table = torch.cat([x, -torch.nn.functional.one_hot(y, classes).to(x.dtype)], 1)  # (N, d + C)
+        self.gathered = torch.empty(P, steps, B, d + classes, dtype=x.dtype, device=device)
+        self.neg_target = torch.empty(P, steps, classes, B, dtype=x.dtype, device=device)
+
+    def draw(self, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """This epoch's inputs (P, steps, B, d_in) and -weight * onehot(label) (P, steps, C, B)."""
+        if self.shuffle:
+            for p, (n, gen) in enumerate(zip(self.n, gens)):
+                torch.randperm(n, generator=gen, out=self.perm[p, :n])
+            rows = torch.gather(self.member_rows, 1, self.perm.to(self.rows.device), out=self.rows)
+        else:
+            rows = self.member_rows
+        torch.index_select(self.table, 0, rows.view(-1), out=self.gathered.view(-1, self.table.shape[1]))
+        d = self.table.shape[1] - self.neg_target.shape[2]
+        torch.mul(self.gathered[..., d:].transpose(2, 3), self.weight, out=self.neg_target)
+        return self.gathered[..., :d], self.neg_target
 
 
 def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, observed,
@@ -203,17 +233,19 @@ def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, o
 
     layers = np.arange(1, L + 1)
     norms = _gradient_norms(model, grad_sum, grad_sq, n_steps) if n_steps is not None else None
-    for p in range(P):
-        if not alive[p]:
-            continue
+    # Everything per member below is a numpy slice: add_rows runs P x tables times.
+    info = {name: (i_xt.numpy(), i_ty.numpy()) for name, (i_xt, i_ty) in info.items()}
+    metrics = {k: v.to(torch.float64).numpy() for k, v in metrics.items()}
+    epochs, epoch_one = np.full(L, epoch), np.array([epoch])
+    names = {name: [name] * L for name in info}
+    for p in torch.nonzero(alive).flatten().tolist():
         for name, (i_xt, i_ty) in info.items():
             session.add_rows("information", p, {
-                "epoch": np.full(L, epoch), "layer": layers, "estimator": [name] * L,
-                "i_xt": i_xt[p].numpy(), "i_ty": i_ty[p].numpy()})
-        session.add_rows("metrics", p, {k: [float(v[p])] for k, v in metrics.items()} | {"epoch": [epoch]})
+                "epoch": epochs, "layer": layers, "estimator": names[name], "i_xt": i_xt[p], "i_ty": i_ty[p]})
+        session.add_rows("metrics", p, {k: v[p:p + 1] for k, v in metrics.items()} | {"epoch": epoch_one})
         if norms is not None:
             session.add_rows("gradients", p, {
-                "epoch": np.full(L, epoch), "layer": layers, "grad_mean_norm": norms[0][p],
+                "epoch": epochs, "layer": layers, "grad_mean_norm": norms[0][p],
                 "grad_std_norm": norms[1][p], "weight_norm": norms[2][p]})
 
 
@@ -235,7 +267,7 @@ def _observed_binning(session, model, configs, y, logged, observed, alive) -> No
     epochs = np.asarray(logged)
     i_xt = torch.zeros(P, len(epochs), L, dtype=torch.float64)
     i_ty = torch.zeros(P, len(epochs), L, dtype=torch.float64)
-    for layer, acts in enumerate(observed):                                   # (P, E, N, d)
+    for layer, acts in enumerate(o.transpose(2, 3) for o in observed):        # (P, E, N, d)
         lo = acts.amin(dim=(1, 2, 3), keepdim=True)                           # (P, 1, 1, 1)
         hi = acts.amax(dim=(1, 2, 3), keepdim=True)
         i_xt[:, :, layer], i_ty[:, :, layer] = (

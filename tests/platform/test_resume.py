@@ -65,15 +65,24 @@ def check_complete(root, sweep, first_done):
     assert {c["counts"] for c in per_trial} == {10}                      # logged_epochs rows, no duplicates
     information = results.load(str(root), STUDY, "information")
     assert {c["counts"] for c in pc.value_counts(information["trial_id"]).to_pylist()} == {10 * 6 * 2}
-    # Trials committed before the kill ran exactly once.
-    attempts = {p.name: len(list(p.iterdir())) for p in (sweep / "attempts").iterdir()}
-    for trial_id in first_done:
-        pack = f"pack{int(trial_id.rsplit('-', 1)[1]):05d}"
-        assert attempts[pack] == 1, (trial_id, attempts)
+    # Trials committed before the kill keep the very files they wrote then (nothing of
+    # theirs is rewritten), and packs whose members were all committed never ran again.
+    for trial_id, files in first_done.items():
+        assert files == trial_files(root, trial_id), trial_id
+    attempts = {int(p.name[4:]): len(list(p.iterdir())) for p in (sweep / "attempts").iterdir()}
+    for index, pack in enumerate(manifest["packs"]):
+        if all(manifest["trials"][i]["trial_id"] in first_done for i in pack):
+            assert attempts[index] == 1, (pack, attempts)
+
+
+def trial_files(root, trial_id):
+    return sorted(str(p) for p in (root / STUDY).rglob(f"part-{trial_id}-*.parquet"))
 
 
 def finished_ids(root):
-    return set(results.load(str(root), STUDY, "trials")["trial_id"].to_pylist())
+    """Trials with a `trials` row, and the files each has written."""
+    ids = results.load(str(root), STUDY, "trials")["trial_id"].to_pylist()
+    return {trial_id: trial_files(root, trial_id) for trial_id in ids}
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])

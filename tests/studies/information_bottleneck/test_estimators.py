@@ -146,6 +146,27 @@ def test_per_slice_ranges_match_one_range_at_a_time():
     assert len(set(i_xt.tolist())) > 1
 
 
+@pytest.mark.parametrize("d", [3, 11, 40], ids=["float-keys", "int-keys", "hashed"])
+def test_feature_major_activations_give_the_same_bits(d):
+    # The packed model hands over (..., N, d) views of feature-major (..., d, N) buffers;
+    # they are binned in that layout, with scalar, per-slice and per-unit ranges alike.
+    g = gen(7 + d)
+    stored = torch.tanh(torch.randn(2, 3, d, N, generator=g) * 2.0)  # (2, 3, d, N)
+    acts = stored.transpose(-1, -2)  # (2, 3, N, d), not contiguous
+    y = random_labels(N, 2, d)
+    lo = acts.amin(dim=(-2, -1), keepdim=True)  # (2, 3, 1, 1)
+    per_unit = acts.amax(dim=-2, keepdim=True)  # (2, 3, 1, d)
+    for bounds in ((-1.0, 1.0), (lo, per_unit)):
+        got = binned_information(acts, y, 30, *bounds)
+        expected = binned_information(acts.contiguous(), y, 30, *bounds)
+        chunked = binned_information(acts, y, 30, *bounds, max_chunk_elements=1)
+        for a, b, c in zip(got, expected, chunked):
+            assert torch.equal(a, b) and torch.equal(c, b)
+    ref = binned_information_reference(acts[1, 2].numpy(), y.numpy(), 30, -1.0, 1.0)
+    got = binned_information(acts, y, 30, -1.0, 1.0)
+    assert abs(ref[0] - got[0][1, 2].item()) < 1e-9 and abs(ref[1] - got[1][1, 2].item()) < 1e-9
+
+
 # KDE bounds (Kolchinsky & Tracey; Saxe et al.)
 
 
