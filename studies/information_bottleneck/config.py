@@ -75,7 +75,7 @@ PRESETS = {
     "laptop": Preset(
         "tanh vs ReLU x 5/45/85% training data x 5 seeds, IDNNs' Adam 4e-4: fitting, then "
         "compression under tanh (minutes on a CPU)",
-        {"epochs": 4000, "logged_epochs": 60, "kde_epochs": 6},
+        {"epochs": 8000, "logged_epochs": 80, "kde_epochs": 6},
         {"activation": ["tanh", "relu"], "train_fraction": [0.05, 0.45, 0.85], "seed": [0, 1, 2, 3, 4]}),
     "paper": Preset(
         "the paper's scale: 50 seeds x train fractions 5/45/85% x 10^4 epochs, tanh and ReLU",
