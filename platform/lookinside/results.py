@@ -92,26 +92,35 @@ class Store:
             pq.write_table(data, final, filesystem=self.fs)
         return final
 
-    def remove_trial(self, study: str, tables: Iterable[str], sweep_id: str, trial_id: str) -> None:
-        """Removes every file of `trial_id` (from an earlier attempt) in these tables."""
+    def remove_trials(self, study: str, tables: Iterable[str], sweep_id: str, trial_ids: Iterable[str]) -> None:
+        """Removes every file of these trials (from earlier attempts) in these tables; one
+        listing per table, however many trials."""
+        wanted = set(trial_ids)
         for table in tables:
-            for path in self._trial_files(study, table, sweep_id, trial_id):
-                self.fs.delete_file(path)
+            for trial_id, paths in self.trial_files(study, table, sweep_id).items():
+                if trial_id in wanted:
+                    for path in paths:
+                        self.fs.delete_file(path)
 
-    def committed_status(self, study: str, sweep_id: str, trial_id: str) -> str | None:
-        """The status in the trial's `trials` row, or None when the trial has none yet."""
-        files = self._trial_files(study, TRIALS, sweep_id, trial_id)
-        if not files:
-            return None
-        return pq.read_table(files[-1], filesystem=self.fs, columns=["status"]).column(0)[0].as_py()
+    def committed_statuses(self, study: str, sweep_id: str, trial_ids: Iterable[str]) -> dict[str, str | None]:
+        """Each trial's status in its `trials` row, or None when it has none yet."""
+        files = self.trial_files(study, TRIALS, sweep_id)
+        statuses = {}
+        for trial_id in trial_ids:
+            paths = files.get(trial_id)
+            statuses[trial_id] = (pq.read_table(paths[-1], filesystem=self.fs, columns=["status"]).column(0)[0].as_py()
+                                  if paths else None)
+        return statuses
 
-    def _trial_files(self, study: str, table: str, sweep_id: str, trial_id: str) -> list[str]:
-        directory = self.partition_dir(study, table, sweep_id)
-        selector = pafs.FileSelector(directory, allow_not_found=True)
-        prefix = f"part-{trial_id}-"
-        return sorted(i.path for i in self.fs.get_file_info(selector)
-                      if os.path.basename(i.path).startswith(prefix)
-                      and i.path.endswith(".parquet"))
+    def trial_files(self, study: str, table: str, sweep_id: str) -> dict[str, list[str]]:
+        """trial_id -> its files in one table partition (part-<trial_id>-<32 hex>.parquet)."""
+        selector = pafs.FileSelector(self.partition_dir(study, table, sweep_id), allow_not_found=True)
+        files: dict[str, list[str]] = {}
+        for info in self.fs.get_file_info(selector):
+            name = os.path.basename(info.path)
+            if name.startswith("part-") and name.endswith(".parquet") and len(name) > 46:
+                files.setdefault(name[5:-41], []).append(info.path)
+        return {trial_id: sorted(paths) for trial_id, paths in files.items()}
 
     # --- small JSON documents (sweep manifests, attempt markers) -------------------
 

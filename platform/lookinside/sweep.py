@@ -112,7 +112,8 @@ def make_trainable(study: Study, manifest: dict, root: str):
 
         # A pack whose members were all written already (its driver died before Tune
         # recorded the end) is done: it is not trained, nor counted as an attempt, again.
-        pending = [m for m in members if store.committed_status(name, sweep_id, m["trial_id"]) != "TERMINATED"]
+        statuses = store.committed_statuses(name, sweep_id, [m["trial_id"] for m in members])
+        pending = [m for m in members if statuses[m["trial_id"]] != "TERMINATED"]
         if not pending:
             tune.report({"members_done": len(members)})
             return
@@ -140,11 +141,11 @@ def make_trainable(study: Study, manifest: dict, root: str):
                 raise  # Tune retries it, from its last checkpoint
             session = isolate(study, configs, [m["trial_id"] for m in members], session.device)
         finished = _now()
+        store.remove_trials(name, schemas, sweep_id, [m["trial_id"] for m in pending])
         for i, member in enumerate(members):
             if member not in pending:
                 continue
             tid = member["trial_id"]
-            store.remove_trial(name, schemas, sweep_id, tid)
             error = session.failures.get(i)
             if error is None:
                 for table in study.tables:
@@ -258,9 +259,10 @@ def settle(study: Study, manifest: dict, store: Store, pack_errors: dict[int, st
         for pack_index, why in pack_errors.items():
             marker_dir = f"{store.sweep_dir(name, sweep_id)}/attempts/pack{pack_index:05d}"
             attempts = store.count(marker_dir)
-            for i in manifest["packs"][pack_index]:
-                member = manifest["trials"][i]
-                if store.committed_status(name, sweep_id, member["trial_id"]) is None:
+            members = [manifest["trials"][i] for i in manifest["packs"][pack_index]]
+            statuses = store.committed_statuses(name, sweep_id, [m["trial_id"] for m in members])
+            for member in members:
+                if statuses[member["trial_id"]] is None:
                     now = _now()
                     store.write(name, TRIALS, sweep_id, member["trial_id"],
                                 trial_row(study, member, "ERROR", attempts, now, now, why))

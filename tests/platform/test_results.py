@@ -47,14 +47,14 @@ def test_rewrite_of_a_trial_leaves_no_duplicates(tmp_path):
     store.write("toy", "metrics", "s1", "a", rows("a", 3))
     store.write("toy", "metrics", "s1", "b", rows("b", 3))
     # A retried trial removes what its earlier attempt wrote, then writes again.
-    store.remove_trial("toy", ["metrics", "trials"], "s1", "a")
+    store.remove_trials("toy", ["metrics", "trials"], "s1", ["a"])
     store.write("toy", "metrics", "s1", "a", rows("a", 3, offset=10))
     table = results.load(str(tmp_path), "toy", "metrics")
     assert table.num_rows == 6
     assert sorted(table.filter(pa.compute.equal(table["trial_id"], "a"))["loss"].to_pylist()) == [10, 11, 12]
     # 'a' is a prefix of no other id here, but 'a' must not remove 'ab'.
     store.write("toy", "metrics", "s1", "ab", rows("ab", 1))
-    store.remove_trial("toy", ["metrics"], "s1", "a")
+    store.remove_trials("toy", ["metrics"], "s1", ["a"])
     assert set(results.load(str(tmp_path), "toy", "metrics")["trial_id"].to_pylist()) == {"b", "ab"}
 
 
@@ -68,10 +68,10 @@ def test_writes_leave_no_temporary_files(tmp_path):
 
 def test_committed_status(tmp_path):
     store = Store(str(tmp_path))
-    assert store.committed_status("toy", "s1", "a") is None
-    trial = pa.table({"trial_id": ["a"], "status": ["TERMINATED"]})
-    store.write("toy", "trials", "s1", "a", trial)
-    assert store.committed_status("toy", "s1", "a") == "TERMINATED"
+    assert store.committed_statuses("toy", "s1", ["a"]) == {"a": None}
+    store.write("toy", "trials", "s1", "a", pa.table({"trial_id": ["a"], "status": ["TERMINATED"]}))
+    store.write("toy", "trials", "s1", "a-b", pa.table({"trial_id": ["a-b"], "status": ["ERROR"]}))
+    assert store.committed_statuses("toy", "s1", ["a", "a-b", "c"]) == {"a": "TERMINATED", "a-b": "ERROR", "c": None}
 
 
 def test_corrupt_file_is_named(tmp_path):
@@ -125,10 +125,10 @@ def test_s3_root_round_trip(s3_root):
     store = Store(s3_root)
     store.write("toy", "metrics", "s1", "a", rows("a", 3))
     store.write("toy", "metrics", "s1", "b", rows("b", 2))
-    store.remove_trial("toy", ["metrics"], "s1", "b")
+    store.remove_trials("toy", ["metrics"], "s1", ["b"])
     store.write("toy", "metrics", "s1", "b", rows("b", 2))
     table = results.load(s3_root, "toy", "metrics")
     assert table.num_rows == 5 and set(table["sweep_id"].to_pylist()) == {"s1"}
     assert store.sweeps("toy") == []          # no trials table yet
     store.write("toy", "trials", "s1", "a", pa.table({"trial_id": ["a"], "status": ["TERMINATED"]}))
-    assert store.sweeps("toy") == ["s1"] and store.committed_status("toy", "s1", "a") == "TERMINATED"
+    assert store.sweeps("toy") == ["s1"] and store.committed_statuses("toy", "s1", ["a"]) == {"a": "TERMINATED"}
