@@ -9,7 +9,6 @@ checked against its range or choices before anything runs.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import types
@@ -47,11 +46,6 @@ def _is_optional(tp: Any) -> tuple[bool, Any]:
         if len(args) == 1 and len(typing.get_args(tp)) == 2:
             return True, args[0]
     return False, tp
-
-
-def is_scalar(tp: Any) -> bool:
-    _, inner = _is_optional(tp)
-    return inner in (int, float, str, bool)
 
 
 def parse_value(config_cls: type, name: str, text: str) -> Any:
@@ -138,10 +132,6 @@ def build(config_cls: type, values: dict[str, Any]) -> Any:
 
 def to_dict(config: Any) -> dict[str, Any]:
     return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-
-
-def to_json(config: Any) -> str:
-    return json.dumps(to_dict(config), sort_keys=True)
 
 
 def from_dict(config_cls: type, values: dict[str, Any]) -> Any:

@@ -41,9 +41,6 @@ class Session:
         # Where the study should put its tensors: "cuda" when the trial holds a GPU share.
         self.device = "cpu"
 
-    def __len__(self) -> int:
-        return len(self.trial_ids)
-
     def add_rows(self, table: str, member: int, columns: Mapping[str, Any]) -> None:
         """Adds rows of `table` for member `member`: columns by name, `trial_id` added here."""
         if table not in self.schemas:
