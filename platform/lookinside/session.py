@@ -15,6 +15,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 import pyarrow as pa
@@ -25,21 +26,23 @@ _STATE_FILE = "state.pkl"
 class Session:
     def __init__(self, trial_ids: Sequence[str], schemas: Mapping[str, pa.Schema],
                  checkpoint_seconds: float = 60.0, restored: dict | None = None,
-                 save_fn=None):
+                 save_fn=None, device: str = "cpu"):
         self.trial_ids = list(trial_ids)
         self.schemas = dict(schemas)
         self.checkpoint_seconds = checkpoint_seconds
         self._save_fn = save_fn
         self._last_save = time.monotonic()
+        # Where the study should put its tensors: "cuda" when the trial holds a GPU share.
+        self.device = device
         restored = restored or {}
+        # A continued trial keeps the time its first attempt started.
+        self.started_at = restored.get("started_at") or datetime.now(timezone.utc)
         self.state = restored.get("study_state")
         # rows[table][member] -> list of RecordBatches
         self.rows: dict[str, list[list[pa.RecordBatch]]] = restored.get("rows") or {
             t: [[] for _ in self.trial_ids] for t in self.schemas}
         self.failures: dict[int, str] = restored.get("failures") or {}
         self.checkpoints = restored.get("checkpoints", 0)
-        # Where the study should put its tensors: "cuda" when the trial holds a GPU share.
-        self.device = "cpu"
 
     def add_rows(self, table: str, member: int, columns: Mapping[str, Any]) -> None:
         """Adds rows of `table` for member `member`: columns by name, `trial_id` added here."""
@@ -75,7 +78,7 @@ class Session:
 
     def _snapshot(self, study_state: Any) -> dict:
         return {"study_state": study_state, "rows": self.rows, "failures": self.failures,
-                "checkpoints": self.checkpoints}
+                "checkpoints": self.checkpoints, "started_at": self.started_at}
 
     def member_table(self, table: str, member: int) -> pa.Table:
         return pa.Table.from_batches(self.rows[table][member], schema=self.schemas[table])
@@ -89,6 +92,17 @@ def save_snapshot(directory: str, snapshot: dict) -> None:
 def load_snapshot(directory: str) -> dict:
     with open(os.path.join(directory, _STATE_FILE), "rb") as f:
         return pickle.load(f)
+
+
+def restore_from_tune() -> dict | None:
+    """The snapshot in this Tune trial's latest checkpoint, if it has one."""
+    from ray import tune
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as directory:
+        return load_snapshot(directory)
 
 
 def tune_save_fn(metrics_fn):

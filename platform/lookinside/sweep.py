@@ -25,7 +25,7 @@ from lookinside import packing
 from lookinside.errors import UserError
 from lookinside.progress import Progress
 from lookinside.results import TRIALS, TRIALS_SCHEMA, Store
-from lookinside.session import Session, load_snapshot, tune_save_fn
+from lookinside.session import Session, restore_from_tune, tune_save_fn
 from lookinside.study import Study
 
 MANIFEST = "sweep.json"
@@ -108,7 +108,6 @@ def make_trainable(study: Study, manifest: dict, root: str):
         sweep_id, name = manifest["sweep_id"], manifest["study"]
         pack_index = tune_config["pack"]
         members = [manifest["trials"][i] for i in manifest["packs"][pack_index]]
-        schemas = all_schemas(study)
 
         # A pack whose members were all written already (its driver died before Tune
         # recorded the end) is done: it is not trained, nor counted as an attempt, again.
@@ -117,54 +116,60 @@ def make_trainable(study: Study, manifest: dict, root: str):
         if not pending:
             tune.report({"members_done": len(members)})
             return
-        marker_dir = f"{store.sweep_dir(name, sweep_id)}/attempts/pack{pack_index:05d}"
-        attempt = store.count(marker_dir) + 1
-        store.write_json(f"{marker_dir}/{attempt:03d}-{socket.gethostname()}.json", {"attempt": attempt})
-        checkpoint = tune.get_checkpoint()
-        restored = None
-        if checkpoint is not None:
-            with checkpoint.as_directory() as directory:
-                restored = load_snapshot(directory)
-        started = (restored or {}).get("started_at") or _now()
+        attempt = _record_attempt(store, name, sweep_id, pack_index)
         session = Session([m["trial_id"] for m in members], study.tables,
-                          checkpoint_seconds=res["checkpoint_seconds"], restored=restored)
-        session._save_fn = tune_save_fn(lambda: {"members_done": 0})
-        original_snapshot = session._snapshot
-        session._snapshot = lambda state: {**original_snapshot(state), "started_at": started}
-
-        session.device = _device(res["gpus_per_trial"])
+                          checkpoint_seconds=res["checkpoint_seconds"], restored=restore_from_tune(),
+                          save_fn=tune_save_fn(lambda: {"members_done": 0}),
+                          device=_device(res["gpus_per_trial"]))
         configs = [cfg.from_dict(study.config, m["config"]) for m in members]
         try:
             study.train(configs, session)
         except Exception:
             if len(members) == 1:
                 raise  # Tune retries it, from its last checkpoint
+            started = session.started_at
             session = isolate(study, configs, [m["trial_id"] for m in members], session.device)
-        finished = _now()
-        store.remove_trials(name, schemas, sweep_id, [m["trial_id"] for m in pending])
-        for i, member in enumerate(members):
-            if member not in pending:
-                continue
-            tid = member["trial_id"]
-            error = session.failures.get(i)
-            if error is None:
-                for table in study.tables:
-                    store.write(name, table, sweep_id, tid, session.member_table(table, i))
-            row = trial_row(study, member, "ERROR" if error else "TERMINATED", attempt,
-                            started, finished, error)
-            store.write(name, TRIALS, sweep_id, tid, row)
+            session.started_at = started
+        _commit(study, store, sweep_id, members, pending, session, attempt)
         tune.report({"members_done": len(members)})
 
     return trainable
 
 
+def _record_attempt(store: Store, study: str, sweep_id: str, pack_index: int) -> int:
+    """Leaves a marker for this run of the pack (in the store, so it counts across nodes)
+    and returns its number, 1 for the first."""
+    marker_dir = f"{store.sweep_dir(study, sweep_id)}/attempts/pack{pack_index:05d}"
+    attempt = store.count(marker_dir) + 1
+    store.write_json(f"{marker_dir}/{attempt:03d}-{socket.gethostname()}.json", {"attempt": attempt})
+    return attempt
+
+
+def _commit(study: Study, store: Store, sweep_id: str, members: list[dict], pending: list[dict],
+            session: Session, attempt: int) -> None:
+    """Writes each pending member's rows, then its `trials` row: earlier attempts' files go
+    first, and the `trials` row comes last, so it marks a member whose rows are all there."""
+    finished = _now()
+    store.remove_trials(study.name, all_schemas(study), sweep_id, [m["trial_id"] for m in pending])
+    for i, member in enumerate(members):
+        if member not in pending:
+            continue
+        trial_id = member["trial_id"]
+        error = session.failures.get(i)
+        if error is None:
+            for table in study.tables:
+                store.write(study.name, table, sweep_id, trial_id, session.member_table(table, i))
+        row = trial_row(study, member, "ERROR" if error else "TERMINATED", attempt,
+                        session.started_at, finished, error)
+        store.write(study.name, TRIALS, sweep_id, trial_id, row)
+
+
 def isolate(study: Study, configs: list, trial_ids: list[str], device: str) -> Session:
     """After a pack raised, trains each member alone, so that only the member whose own
     slice raises fails (with its own error) and the others are recorded as usual."""
-    combined = Session(trial_ids, study.tables)
+    combined = Session(trial_ids, study.tables, device=device)
     for i, (config, trial_id) in enumerate(zip(configs, trial_ids)):
-        alone = Session([trial_id], study.tables)
-        alone.device = device
+        alone = Session([trial_id], study.tables, device=device)
         try:
             study.train([config], alone)
         except Exception as err:  # noqa: BLE001 - recorded as this member's error

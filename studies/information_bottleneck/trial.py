@@ -59,7 +59,7 @@ def prepare(configs: list[IBConfig]) -> None:
 def train(configs: list[IBConfig], session) -> None:
     c0 = configs[0]
     P = len(configs)
-    device = torch.device(getattr(session, "device", "cpu"))
+    device = torch.device(session.device)
     ds = load_dataset(c0.dataset_path, c0.data_seed)
     x = torch.as_tensor(ds.x, dtype=torch.float32, device=device)        # (N, 12)
     y = torch.as_tensor(ds.y, dtype=torch.int64, device=device)          # (N,)
