@@ -103,24 +103,6 @@ def test_unknown_scheme_is_an_error():
     assert "cannot be opened" in str(err.value)
 
 
-@pytest.fixture
-def s3_root(monkeypatch):
-    server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    import pyarrow.fs as pafs
-    fs = pafs.S3FileSystem(endpoint_override=f"http://{host}:{port}", region="us-east-1",
-                           allow_bucket_creation=True)
-    fs.create_dir("results-bucket")
-    yield "s3://results-bucket/lab"
-    server.stop()
-
-
 def test_s3_root_round_trip(s3_root):
     store = Store(s3_root)
     store.write("toy", "metrics", "s1", "a", rows("a", 3))
@@ -132,3 +114,21 @@ def test_s3_root_round_trip(s3_root):
     assert store.sweeps("toy") == []          # no trials table yet
     store.write("toy", "trials", "s1", "a", pa.table({"trial_id": ["a"], "status": ["TERMINATED"]}))
     assert store.sweeps("toy") == ["s1"] and store.committed_statuses("toy", "s1", ["a"]) == {"a": "TERMINATED"}
+
+
+def test_sweep_and_report_on_an_s3_root(s3_root, tmp_path):
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", "information_bottleneck", "--preset", "smoke",
+                          "--results", s3_root, "--set", "kde_epochs=0", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    trials = results.load(s3_root, "information_bottleneck", "trials")
+    assert sorted(trials["status"].to_pylist()) == ["TERMINATED"] * 4
+    metrics = results.load(s3_root, "information_bottleneck", "metrics")
+    assert set(metrics["trial_id"].to_pylist()) == set(trials["trial_id"].to_pylist())
+    report = subprocess.run([sys.executable, "-m", "lookinside.cli", "report", "information_bottleneck",
+                             "--results", s3_root, "--out", str(tmp_path / "report")],
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert (tmp_path / "report" / "information_plane.png").exists()
