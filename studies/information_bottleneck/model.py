@@ -58,11 +58,12 @@ class PackedMLP:
     def n_layers(self) -> int:
         return len(self.W)
 
-    def init(self, generators: list[torch.Generator], rule: str) -> None:
+    def init(self, generators: list[torch.Generator], rules: list[str]) -> None:
         """Weights ~ truncated normal with std 1/sqrt(fan_in) (IDNNs) or normal with std
-        1/sqrt(fan_out) (ibsgd); biases zero. Member p draws from generators[p] only."""
+        1/sqrt(fan_out) (ibsgd), by each member's rule; biases zero. Member p draws from
+        generators[p] only."""
         with torch.no_grad():
-            for p, gen in enumerate(generators):
+            for p, (gen, rule) in enumerate(zip(generators, rules)):
                 for W in self.W:
                     fan_out, fan_in = W.shape[1:]
                     w = torch.empty(fan_in, fan_out)

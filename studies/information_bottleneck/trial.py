@@ -82,7 +82,7 @@ def train(configs: list[IBConfig], session) -> None:
     state = session.state
     if state is None:
         gens = [torch.Generator().manual_seed(c.seed) for c in configs]
-        model.init(gens, c0.init)
+        model.init(gens, [c.init for c in configs])
         opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
         start = 0
         # Observed-range binning needs the whole run's range first: every layer's
@@ -100,7 +100,8 @@ def train(configs: list[IBConfig], session) -> None:
         model.params.copy_(state["params"].to(device))
         opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
         opt.load({k: v.to(device) for k, v in state["optimizer"].items()})
-        start, observed, alive = state["epoch"], state["observed"], state["alive"].to(device)
+        start, alive = state["epoch"], state["alive"].to(device)
+        observed = None if state["observed"] is None else [o.to(device) for o in state["observed"]]
     for p in session.failures:
         alive[p] = False
 

@@ -79,8 +79,10 @@ def test_retry_from_checkpoint_gives_the_same_rows():
 
 
 def test_packed_members_match_unpacked_runs():
-    configs = [IBConfig(epochs=25, logged_epochs=6, kde_epochs=1, seed=s, train_fraction=f, learning_rate=lr)
-               for s, f, lr in [(0, 0.8, 3e-3), (1, 0.05, 1e-3), (2, 0.45, 3e-3)]]
+    # Members differ in every pack field: seed, training fraction, learning rate, init rule.
+    configs = [IBConfig(epochs=25, logged_epochs=6, kde_epochs=1, seed=s, train_fraction=f, learning_rate=lr, init=i)
+               for s, f, lr, i in [(0, 0.8, 3e-3, "truncated_normal"), (1, 0.05, 1e-3, "normal_fan_out"),
+                                   (0, 0.45, 3e-3, "normal_fan_out")]]
     packed = train(configs)
     for p, c in enumerate(configs):
         alone = train([c])
