@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -99,6 +100,9 @@ def cmd_run(args) -> int:
     study.preset(args.preset)
     values = _assignments(study, args.set, grid=False)
     grid = _assignments(study, args.grid, grid=True)
+    for flag in ("cpus_per_trial", "gpus_per_trial", "checkpoint_seconds"):
+        if not math.isfinite(getattr(args, flag)):
+            raise UserError(f"--{flag.replace('_', '-')} must be a finite number")
     if args.cpus_per_trial <= 0 or args.cpus_per_trial > (os.cpu_count() or 1) and not args.address:
         raise UserError(f"--cpus-per-trial must lie in (0, {os.cpu_count()}] on this machine")
     if args.gpus_per_trial < 0 or args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):

@@ -95,7 +95,7 @@ def check_value(config_cls: type, name: str, value: Any) -> Any:
         item = typing.get_args(inner)[0]
         if isinstance(value, list):
             value = tuple(value)
-        if not isinstance(value, tuple) or not all(_is_instance(v, item) for v in value):
+        if not isinstance(value, tuple) or not value or not all(_is_instance(v, item) for v in value):
             raise ConfigError(f"field '{name}' expects {_type_name(tp)}, got {value!r}")
         items = value
     else:

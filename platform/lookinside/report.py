@@ -32,8 +32,13 @@ def load_sweep(study: Study, root: str, sweep_id: str | None = None) -> tuple[st
     elif sweep_id not in sweeps:
         raise ResultsError(f"no sweep {sweep_id} of study {study.name} under {root}; "
                            f"known: {', '.join(sweeps)}")
-    tables = {name: store.load(study.name, name, sweep_id, schema)
-              for name, schema in all_schemas(study).items()}
+    tables = {}
+    for name, schema in all_schemas(study).items():
+        if name != TRIALS and not store.exists(store.partition_dir(study.name, name, sweep_id)):
+            # A sweep whose every trial failed has a `trials` table and nothing else.
+            tables[name] = schema.empty_table().append_column("sweep_id", pa.array([], pa.string()))
+        else:
+            tables[name] = store.load(study.name, name, sweep_id, schema)
     return sweep_id, tables
 
 

@@ -64,9 +64,27 @@ class Store:
         return self.root if "://" in self.root else self.path
 
     def check_writable_root(self) -> None:
-        info = self.fs.get_file_info(self.path)
+        """Fails with one line unless the root is, or can become, a folder we can write;
+        creates nothing."""
+        info = self._info(self.path)
         if info.type == pafs.FileType.File:
             raise ResultsError(f"results root {self.root!r} is a file, not a directory")
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            return  # object stores: the first write says (as one line) if it may not
+        existing = self.path
+        while not os.path.exists(existing):
+            existing = os.path.dirname(existing)
+        if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+            raise ResultsError(f"results root {self.root!r} is not writable: {existing} is not a writable folder")
+
+    def exists(self, path: str) -> bool:
+        return self._info(path).type != pafs.FileType.NotFound
+
+    def _info(self, path: str) -> pafs.FileInfo:
+        try:
+            return self.fs.get_file_info(path)
+        except OSError as err:
+            raise ResultsError(f"results root {self.root!r} cannot be read: {_one_line(err)}") from None
 
     def sweep_dir(self, study: str, sweep_id: str) -> str:
         return f"{self.path}/{study}/{sweep_id}"
@@ -125,9 +143,12 @@ class Store:
     # --- small JSON documents (sweep manifests, attempt markers) -------------------
 
     def write_json(self, path: str, document: dict) -> None:
-        self.fs.create_dir(os.path.dirname(path), recursive=True)
-        with self.fs.open_output_stream(path) as out:
-            out.write(json.dumps(document, indent=1, sort_keys=True).encode())
+        try:
+            self.fs.create_dir(os.path.dirname(path), recursive=True)
+            with self.fs.open_output_stream(path) as out:
+                out.write(json.dumps(document, indent=1, sort_keys=True).encode())
+        except OSError as err:
+            raise ResultsError(f"cannot write {path}: {_one_line(err)}") from None
 
     def read_json(self, path: str) -> dict:
         try:
@@ -145,7 +166,11 @@ class Store:
     def sweeps(self, study: str) -> list[str]:
         """Sweep ids with a `trials` partition, oldest first (ids begin with their time)."""
         selector = pafs.FileSelector(f"{self.path}/{study}/{TRIALS}", allow_not_found=True)
-        return sorted(os.path.basename(i.path)[len("sweep="):] for i in self.fs.get_file_info(selector)
+        try:
+            infos = self.fs.get_file_info(selector)
+        except OSError as err:
+            raise ResultsError(f"results root {self.root!r} cannot be read: {_one_line(err)}") from None
+        return sorted(os.path.basename(i.path)[len("sweep="):] for i in infos
                       if i.type == pafs.FileType.Directory and os.path.basename(i.path).startswith("sweep="))
 
     # --- reading ---------------------------------------------------------------------
@@ -153,14 +178,14 @@ class Store:
     def load(self, study: str, table: str, sweep_id: str | None = None,
              schema: pa.Schema | None = None) -> pa.Table:
         directory = f"{self.path}/{study}/{table}"
-        info = self.fs.get_file_info(self.path)
+        info = self._info(self.path)
         if info.type == pafs.FileType.File:
             raise ResultsError(f"results root {self.root!r} is a file, not a directory")
         if info.type == pafs.FileType.NotFound:
             raise ResultsError(f"results root {self.root!r} does not exist")
         if sweep_id is not None:
             directory = f"{directory}/sweep={sweep_id}"
-        if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
+        if self._info(directory).type != pafs.FileType.Directory:
             what = f"sweep {sweep_id} of " if sweep_id else ""
             raise ResultsError(f"no '{table}' results for {what}study {study} under {self.root}")
         try:
@@ -168,7 +193,7 @@ class Store:
                                  partitioning=None if sweep_id else _SWEEP_PARTITIONING,
                                  schema=_with_sweep(schema) if schema is not None and not sweep_id else schema)
             result = dataset.to_table()
-        except (pa.ArrowInvalid, OSError) as err:
+        except (pa.ArrowException, OSError) as err:
             raise ResultsError(self._explain_corrupt(directory, err)) from None
         if sweep_id is not None:
             result = result.append_column("sweep", pa.array([sweep_id] * result.num_rows, pa.string()))

@@ -168,17 +168,21 @@ def isolate(study: Study, configs: list, trial_ids: list[str], device: str) -> S
     """After a pack raised, trains each member alone, so that only the member whose own
     slice raises fails (with its own error) and the others are recorded as usual."""
     combined = Session(trial_ids, study.tables, device=device)
+    errors = []
     for i, (config, trial_id) in enumerate(zip(configs, trial_ids)):
         alone = Session([trial_id], study.tables, device=device)
         try:
             study.train([config], alone)
         except Exception as err:  # noqa: BLE001 - recorded as this member's error
             combined.fail(i, f"{type(err).__name__}: {_one_line(err)}")
+            errors.append(err)
             continue
         for table in study.tables:
             combined.rows[table][i] = alone.rows[table][0]
         if alone.failed(0):
             combined.fail(i, alone.failures[0])
+    if len(errors) == len(configs):
+        raise errors[0]  # nothing is the members' own fault: let Tune retry the pack
     return combined
 
 
@@ -266,6 +270,10 @@ def settle(study: Study, manifest: dict, store: Store, pack_errors: dict[int, st
             attempts = store.count(marker_dir)
             members = [manifest["trials"][i] for i in manifest["packs"][pack_index]]
             statuses = store.committed_statuses(name, sweep_id, [m["trial_id"] for m in members])
+            # A pack that died while committing may have left some tables of a member: a
+            # failed member keeps no rows but its ERROR row.
+            store.remove_trials(name, all_schemas(study), sweep_id,
+                                [m["trial_id"] for m in members if statuses[m["trial_id"]] is None])
             for member in members:
                 if statuses[member["trial_id"]] is None:
                     now = _now()

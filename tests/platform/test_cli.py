@@ -97,3 +97,20 @@ def test_report_without_results(tmp_path):
 def test_main_returns_exit_code_in_process(capsys):
     assert main(["run", "nosuch"]) == 2
     assert "unknown study" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--cpus-per-trial", "--gpus-per-trial", "--checkpoint-seconds"])
+def test_non_finite_resource_values(tmp_path, monkeypatch, capsys, flag):
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "information_bottleneck", flag, "nan", "--results", str(tmp_path / "r")]) == 2
+    assert f"{flag} must be a finite number" in capsys.readouterr().err
+    assert tree(tmp_path) == []
+
+
+def test_results_root_that_cannot_be_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file").write_text("x")
+    root = str(tmp_path / "file" / "sub")
+    assert main(["run", "information_bottleneck", "--preset", "smoke", "--results", root]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not writable" in err

@@ -38,3 +38,20 @@ def test_smoke_sweep_writes_four_tables_and_report_draws_them(tmp_path):
         assert (out / png).stat().st_size > 10_000
         assert f"src='{png}'" in page
     assert page.count("<tr class='TERMINATED'>") == 4
+
+
+def test_sweep_where_every_trial_fails_exits_1_and_still_reports(tmp_path):
+    root, out = tmp_path / "results", tmp_path / "report"
+    # A linear net under plain SGD at lr 10 overflows: each member fails alone (non-finite weights).
+    run = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", STUDY, "--preset", "smoke", "--results",
+                          str(root), "--set", "activation=linear", "--set", "optimizer=sgd", "--set",
+                          "learning_rate=10", "--set", "kde_epochs=0", "--quiet"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr
+    assert "0/2 trials finished" in run.stderr and run.stderr.count("non-finite weights") == 2
+    trials = results.load(str(root), STUDY, "trials")
+    assert trials["status"].to_pylist() == ["ERROR", "ERROR"]
+    report = subprocess.run([sys.executable, "-m", "lookinside.cli", "report", STUDY, "--results", str(root),
+                             "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0, report.stderr
+    assert (out / "index.html").read_text().count("<tr class='ERROR'>") == 2
