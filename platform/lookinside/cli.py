@@ -133,10 +133,10 @@ def cmd_resume(args) -> int:
     from lookinside import sweep
     from lookinside.results import Store
 
-    path = args.sweep.rstrip("/")
-    root, _, rest = path.rpartition("/")
+    path, sep, query = args.sweep.partition("?")
+    root, _, sweep_id = path.rstrip("/").rpartition("/")
     root, _, study_name = root.rpartition("/")
-    sweep_id = rest
+    root += sep + query
     if not (root and study_name and sweep_id):
         raise UserError(f"expected ROOT/STUDY/SWEEP_ID, got {args.sweep!r}")
     study = studies.get(study_name)

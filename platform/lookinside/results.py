@@ -90,7 +90,9 @@ class Store:
         return f"{self.path}/{study}/{sweep_id}"
 
     def sweep_uri(self, study: str, sweep_id: str) -> str:
-        return f"{self.uri.rstrip('/')}/{study}/{sweep_id}"
+        # Options in a URI's query (s3://b/p?endpoint_override=...) stay after the path.
+        base, sep, query = self.uri.partition("?")
+        return f"{base.rstrip('/')}/{study}/{sweep_id}{sep}{query}"
 
     def partition_dir(self, study: str, table: str, sweep_id: str) -> str:
         return f"{self.path}/{study}/{table}/sweep={sweep_id}"

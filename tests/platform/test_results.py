@@ -132,3 +132,9 @@ def test_sweep_and_report_on_an_s3_root(s3_root, tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
     assert (tmp_path / "report" / "information_plane.png").exists()
+
+
+def test_uri_options_stay_after_the_sweep_path():
+    store = Store("s3://bucket/lab?region=us-east-1&scheme=http")
+    assert store.sweep_uri("ib", "s1") == "s3://bucket/lab/ib/s1?region=us-east-1&scheme=http"
+    assert store.sweep_dir("ib", "s1") == "bucket/lab/ib/s1"
