@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from lookinside.errors import UserError
+from lookinside.errors import UserError, one_line
 
 TRIALS = "trials"
 
@@ -55,7 +55,7 @@ class Store:
             else:
                 self.fs, path = pafs.LocalFileSystem(), os.path.abspath(self.root)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
-            raise ResultsError(f"results root {self.root!r} cannot be opened: {_one_line(err)}") from None
+            raise ResultsError(f"results root {self.root!r} cannot be opened: {one_line(err)}") from None
         self.path = path.rstrip("/")
 
     @property
@@ -80,19 +80,23 @@ class Store:
     def exists(self, path: str) -> bool:
         return self._info(path).type != pafs.FileType.NotFound
 
-    def _info(self, path: str) -> pafs.FileInfo:
+    def _info(self, path_or_selector) -> pafs.FileInfo | list[pafs.FileInfo]:
         try:
-            return self.fs.get_file_info(path)
+            return self.fs.get_file_info(path_or_selector)
         except OSError as err:
-            raise ResultsError(f"results root {self.root!r} cannot be read: {_one_line(err)}") from None
+            raise ResultsError(f"results root {self.root!r} cannot be read: {one_line(err)}") from None
+
+    def _list(self, directory: str, recursive: bool = False) -> list[pafs.FileInfo]:
+        return self._info(pafs.FileSelector(directory, recursive=recursive, allow_not_found=True))
 
     def sweep_dir(self, study: str, sweep_id: str) -> str:
         return f"{self.path}/{study}/{sweep_id}"
 
-    def sweep_uri(self, study: str, sweep_id: str) -> str:
-        # Options in a URI's query (s3://b/p?endpoint_override=...) stay after the path.
+    def uri_under(self, *parts: str) -> str:
+        """A URI below the root that other processes (and Ray Tune) can open; options in
+        the root's query (s3://b/p?endpoint_override=...) stay after the path."""
         base, sep, query = self.uri.partition("?")
-        return f"{base.rstrip('/')}/{study}/{sweep_id}{sep}{query}"
+        return "/".join([base.rstrip("/"), *parts]) + sep + query
 
     def partition_dir(self, study: str, table: str, sweep_id: str) -> str:
         return f"{self.path}/{study}/{table}/sweep={sweep_id}"
@@ -134,9 +138,8 @@ class Store:
 
     def trial_files(self, study: str, table: str, sweep_id: str) -> dict[str, list[str]]:
         """trial_id -> its files in one table partition (part-<trial_id>-<32 hex>.parquet)."""
-        selector = pafs.FileSelector(self.partition_dir(study, table, sweep_id), allow_not_found=True)
         files: dict[str, list[str]] = {}
-        for info in self.fs.get_file_info(selector):
+        for info in self._list(self.partition_dir(study, table, sweep_id)):
             name = os.path.basename(info.path)
             if name.startswith("part-") and name.endswith(".parquet") and len(name) > 46:
                 files.setdefault(name[5:-41], []).append(info.path)
@@ -150,7 +153,7 @@ class Store:
             with self.fs.open_output_stream(path) as out:
                 out.write(json.dumps(document, indent=1, sort_keys=True).encode())
         except OSError as err:
-            raise ResultsError(f"cannot write {path}: {_one_line(err)}") from None
+            raise ResultsError(f"cannot write {path}: {one_line(err)}") from None
 
     def read_json(self, path: str) -> dict:
         try:
@@ -159,20 +162,14 @@ class Store:
         except FileNotFoundError:
             raise ResultsError(f"no sweep manifest at {path}") from None
         except (OSError, ValueError) as err:
-            raise ResultsError(f"cannot read {path}: {_one_line(err)}") from None
+            raise ResultsError(f"cannot read {path}: {one_line(err)}") from None
 
     def count(self, directory: str) -> int:
-        selector = pafs.FileSelector(directory, allow_not_found=True)
-        return len(self.fs.get_file_info(selector))
+        return len(self._list(directory))
 
     def sweeps(self, study: str) -> list[str]:
         """Sweep ids with a `trials` partition, oldest first (ids begin with their time)."""
-        selector = pafs.FileSelector(f"{self.path}/{study}/{TRIALS}", allow_not_found=True)
-        try:
-            infos = self.fs.get_file_info(selector)
-        except OSError as err:
-            raise ResultsError(f"results root {self.root!r} cannot be read: {_one_line(err)}") from None
-        return sorted(os.path.basename(i.path)[len("sweep="):] for i in infos
+        return sorted(os.path.basename(i.path)[len("sweep="):] for i in self._list(f"{self.path}/{study}/{TRIALS}")
                       if i.type == pafs.FileType.Directory and os.path.basename(i.path).startswith("sweep="))
 
     # --- reading ---------------------------------------------------------------------
@@ -191,34 +188,27 @@ class Store:
             what = f"sweep {sweep_id} of " if sweep_id else ""
             raise ResultsError(f"no '{table}' results for {what}study {study} under {self.root}")
         try:
-            dataset = ds.dataset(directory, filesystem=self.fs, format="parquet",
-                                 partitioning=None if sweep_id else _SWEEP_PARTITIONING,
-                                 schema=_with_sweep(schema) if schema is not None and not sweep_id else schema)
+            # The partition is read from the path below the table's folder, one sweep or all.
+            dataset = ds.dataset(directory, filesystem=self.fs, format="parquet", partitioning=_SWEEP_PARTITIONING,
+                                 partition_base_dir=f"{self.path}/{study}/{table}",
+                                 schema=None if schema is None else _with_sweep(schema))
             result = dataset.to_table()
         except (pa.ArrowException, OSError) as err:
             raise ResultsError(self._explain_corrupt(directory, err)) from None
-        if sweep_id is not None:
-            result = result.append_column("sweep", pa.array([sweep_id] * result.num_rows, pa.string()))
         return result.rename_columns(["sweep_id" if c == "sweep" else c for c in result.column_names])
 
     def _explain_corrupt(self, directory: str, err: Exception) -> str:
-        selector = pafs.FileSelector(directory, recursive=True, allow_not_found=True)
-        for info in self.fs.get_file_info(selector):
+        for info in self._list(directory, recursive=True):
             if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
                 try:
                     pq.read_metadata(info.path, filesystem=self.fs)
                 except Exception as bad:  # noqa: BLE001 - any failure marks the file as bad
-                    return f"corrupt Parquet file {info.path}: {_one_line(bad)}"
-        return f"cannot read results in {directory}: {_one_line(err)}"
+                    return f"corrupt Parquet file {info.path}: {one_line(bad)}"
+        return f"cannot read results in {directory}: {one_line(err)}"
 
 
 def _with_sweep(schema: pa.Schema) -> pa.Schema:
     return schema.append(pa.field("sweep", pa.string())) if "sweep" not in schema.names else schema
-
-
-def _one_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
 
 
 def load(root: str, study: str, table: str, sweep_id: str | None = None) -> pa.Table:

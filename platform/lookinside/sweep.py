@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from lookinside import config as cfg
 from lookinside import packing
-from lookinside.errors import UserError
+from lookinside.errors import UserError, one_line
 from lookinside.progress import Progress
 from lookinside.results import TRIALS, TRIALS_SCHEMA, Store
 from lookinside.session import Session, restore_from_tune, tune_save_fn
@@ -139,10 +139,14 @@ def make_trainable(study: Study, manifest: dict, root: str):
 def _record_attempt(store: Store, study: str, sweep_id: str, pack_index: int) -> int:
     """Leaves a marker for this run of the pack (in the store, so it counts across nodes)
     and returns its number, 1 for the first."""
-    marker_dir = f"{store.sweep_dir(study, sweep_id)}/attempts/pack{pack_index:05d}"
+    marker_dir = _attempts_dir(store, study, sweep_id, pack_index)
     attempt = store.count(marker_dir) + 1
     store.write_json(f"{marker_dir}/{attempt:03d}-{socket.gethostname()}.json", {"attempt": attempt})
     return attempt
+
+
+def _attempts_dir(store: Store, study: str, sweep_id: str, pack_index: int) -> str:
+    return f"{store.sweep_dir(study, sweep_id)}/attempts/pack{pack_index:05d}"
 
 
 def _commit(study: Study, store: Store, sweep_id: str, members: list[dict], pending: list[dict],
@@ -150,9 +154,10 @@ def _commit(study: Study, store: Store, sweep_id: str, members: list[dict], pend
     """Writes each pending member's rows, then its `trials` row: earlier attempts' files go
     first, and the `trials` row comes last, so it marks a member whose rows are all there."""
     finished = _now()
-    store.remove_trials(study.name, all_schemas(study), sweep_id, [m["trial_id"] for m in pending])
+    pending_ids = {m["trial_id"] for m in pending}
+    store.remove_trials(study.name, all_schemas(study), sweep_id, pending_ids)
     for i, member in enumerate(members):
-        if member not in pending:
+        if member["trial_id"] not in pending_ids:
             continue
         trial_id = member["trial_id"]
         error = session.failures.get(i)
@@ -174,7 +179,7 @@ def isolate(study: Study, configs: list, trial_ids: list[str], device: str) -> S
         try:
             study.train([config], alone)
         except Exception as err:  # noqa: BLE001 - recorded as this member's error
-            combined.fail(i, f"{type(err).__name__}: {_one_line(err)}")
+            combined.fail(i, f"{type(err).__name__}: {one_line(err)}")
             errors.append(err)
             continue
         for table in study.tables:
@@ -215,8 +220,7 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
 
     start_ray(address)
     sweep_id, name = manifest["sweep_id"], manifest["study"]
-    sweep_dir = store.sweep_dir(name, sweep_id)
-    experiment = store.sweep_uri(name, sweep_id)
+    experiment = store.uri_under(name, sweep_id)
     res = manifest["resources"]
     trainable = tune.with_resources(make_trainable(study, manifest, store.uri),
                                     {"cpu": res["cpus_per_trial"], "gpu": res["gpus_per_trial"]})
@@ -232,7 +236,7 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
             tune_config=tune.TuneConfig(reuse_actors=True, trial_dirname_creator=_pack_name,
                                         trial_name_creator=_pack_name),
             run_config=tune.RunConfig(
-                name=sweep_id, storage_path=store.sweep_uri(name, "").rstrip("/"), verbose=0,
+                name=sweep_id, storage_path=store.uri_under(name), verbose=0,
                 failure_config=tune.FailureConfig(max_failures=res["max_failures"]),
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 callbacks=[progress]))
@@ -247,8 +251,8 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
     if grid is not None:
         for result in grid:
             if result.error is not None:
-                pack_errors[result.config["pack"]] = _one_line(result.error)
-    return settle(study, manifest, store, pack_errors, interrupted, sweep_dir)
+                pack_errors[result.config["pack"]] = _last_line(result.error)
+    return settle(study, manifest, store, pack_errors, interrupted)
 
 
 def _pack_name(trial) -> str:
@@ -261,13 +265,12 @@ def _param_space(manifest: dict) -> dict:
 
 
 def settle(study: Study, manifest: dict, store: Store, pack_errors: dict[int, str],
-           interrupted: bool, sweep_dir: str) -> Outcome:
+           interrupted: bool) -> Outcome:
     """Writes ERROR rows for members of packs that failed for good; collects every status."""
     name, sweep_id = manifest["study"], manifest["sweep_id"]
     if not interrupted:
         for pack_index, why in pack_errors.items():
-            marker_dir = f"{store.sweep_dir(name, sweep_id)}/attempts/pack{pack_index:05d}"
-            attempts = store.count(marker_dir)
+            attempts = store.count(_attempts_dir(store, name, sweep_id, pack_index))
             members = [manifest["trials"][i] for i in manifest["packs"][pack_index]]
             statuses = store.committed_statuses(name, sweep_id, [m["trial_id"] for m in members])
             # A pack that died while committing may have left some tables of a member: a
@@ -293,7 +296,7 @@ def settle(study: Study, manifest: dict, store: Store, pack_errors: dict[int, st
             errors[tid] = row["error"] or "unknown error"
     # Tune stops early on SIGINT without an error: trials left without a row mean just that.
     interrupted = interrupted or any(s == "MISSING" for s in statuses.values())
-    return Outcome(sweep_dir=store.sweep_uri(name, sweep_id), total=len(manifest["trials"]),
+    return Outcome(sweep_dir=store.uri_under(name, sweep_id), total=len(manifest["trials"]),
                    statuses=statuses, errors=errors, interrupted=interrupted)
 
 
@@ -310,7 +313,7 @@ def start_ray(address: str | None) -> None:
         try:
             ray.init(address=address, **kwargs)
         except Exception as err:  # noqa: BLE001 - any failure to join is the user's to fix
-            raise UserError(f"cannot join the Ray cluster at {address}: {_one_line(err)}") from None
+            raise UserError(f"cannot join the Ray cluster at {address}: {one_line(err)}") from None
     else:
         # Embedded local Ray: this machine's CPUs, no dashboard; token auth stays on (Ray's default).
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
@@ -331,7 +334,7 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def _one_line(err: BaseException | str) -> str:
+def _last_line(err: BaseException | str) -> str:
     text = str(err).strip().splitlines()
     # Ray wraps a trial's exception in a traceback; its last line names the error itself.
     lines = [line.strip() for line in text if line.strip()]

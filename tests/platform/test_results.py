@@ -136,5 +136,6 @@ def test_sweep_and_report_on_an_s3_root(s3_root, tmp_path):
 
 def test_uri_options_stay_after_the_sweep_path():
     store = Store("s3://bucket/lab?region=us-east-1&scheme=http")
-    assert store.sweep_uri("ib", "s1") == "s3://bucket/lab/ib/s1?region=us-east-1&scheme=http"
+    assert store.uri_under("ib", "s1") == "s3://bucket/lab/ib/s1?region=us-east-1&scheme=http"
+    assert store.uri_under("ib") == "s3://bucket/lab/ib?region=us-east-1&scheme=http"
     assert store.sweep_dir("ib", "s1") == "bucket/lab/ib/s1"
