@@ -2,7 +2,7 @@
 
 A Tune trial trains one pack: one or more members (trials of the grid) at once. The study's
 `train(configs, session)` adds each member's rows with `session.add_rows`, calls
-`session.checkpoint(state)` whenever it can stop and continue (it saves at most every
+`session.checkpoint(lambda: state)` whenever it can stop and continue (it saves at most every
 `checkpoint_seconds`), and calls `session.fail(i, why)` for a member that cannot go on
 (a NaN loss, say) while the others continue. The rows live in memory and in checkpoints
 until the pack ends; `commit` then writes each member's rows and its `trials` row.
@@ -14,7 +14,7 @@ import os
 import pickle
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -65,14 +65,15 @@ class Session:
     def failed(self, member: int) -> bool:
         return member in self.failures
 
-    def checkpoint(self, study_state: Any, force: bool = False) -> bool:
-        """Saves `study_state` and the rows so far if `checkpoint_seconds` have passed."""
+    def checkpoint(self, study_state: Callable[[], Any], force: bool = False) -> bool:
+        """Saves study_state() and the rows so far if `checkpoint_seconds` have passed.
+        The state is a function so that a trainer can call this every step for free."""
         if self._save_fn is None:
             return False
         if not force and time.monotonic() - self._last_save < self.checkpoint_seconds:
             return False
         self.checkpoints += 1
-        self._save_fn(self._snapshot(study_state))
+        self._save_fn(self._snapshot(study_state()))
         self._last_save = time.monotonic()
         return True
 

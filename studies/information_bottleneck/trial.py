@@ -79,11 +79,11 @@ def train(configs: list[IBConfig], session) -> None:
         train_mask[p, train_idx[-1].to(device)] = True
     batches = _Batches(train_idx, c0.batch_size, c0.shuffle, x, y, widths[-1])
 
+    gens = [torch.Generator().manual_seed(c.seed) for c in configs]
+    opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
     state = session.state
     if state is None:
-        gens = [torch.Generator().manual_seed(c.seed) for c in configs]
         model.init(gens, [c.init for c in configs])
-        opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
         start = 0
         # Observed-range binning needs the whole run's range first: every layer's
         # activations on every logged epoch are kept until the end, feature-major like
@@ -92,13 +92,9 @@ def train(configs: list[IBConfig], session) -> None:
                     if "observed" in rules else None)
         alive = torch.ones(P, dtype=torch.bool, device=device)
     else:
-        gens = []
-        for g_state in state["generators"]:
-            g = torch.Generator()
-            g.set_state(g_state)
-            gens.append(g)
+        for gen, gen_state in zip(gens, state["generators"]):
+            gen.set_state(gen_state)
         model.params.copy_(state["params"].to(device))
-        opt = PackedOptimizer(c0.optimizer, torch.tensor([c.learning_rate for c in configs]), model.params)
         opt.load({k: v.to(device) for k, v in state["optimizer"].items()})
         start, alive = state["epoch"], state["alive"].to(device)
         observed = None if state["observed"] is None else [o.to(device) for o in state["observed"]]
@@ -125,9 +121,9 @@ def train(configs: list[IBConfig], session) -> None:
             _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
                      None if observed is None else [o[:, slot].transpose(1, 2) for o in observed],
                      grad_sum, grad_sq, n_steps.view(-1) if epoch > 0 else None, alive)
-        session.checkpoint({"params": model.params, "optimizer": opt.state(),
-                            "generators": [g.get_state() for g in gens], "epoch": epoch + 1,
-                            "observed": observed, "alive": alive})
+        session.checkpoint(lambda epoch=epoch: {"params": model.params, "optimizer": opt.state(),
+                                                "generators": [g.get_state() for g in gens], "epoch": epoch + 1,
+                                                "observed": observed, "alive": alive})
     if observed is not None:
         _observed_binning(session, model, configs, y, logged, observed, alive)
 

@@ -40,7 +40,7 @@ def train(configs, session):
             session.add_rows("values", p, {"step": [step], "value": [c.seed * 100 + step],
                                            "resumed_from": [state["resumed_from"]]})
         state = {**state, "step": step + 1}
-        session.checkpoint(state, force=True)
+        session.checkpoint(lambda state=state: state, force=True)
         if c0.fail_always and step >= 1:
             raise RuntimeError("injected permanent failure")
         marker = os.path.join(c0.marker_dir, f"failed-{c0.seed}")
