@@ -33,11 +33,8 @@ def shape_key(study: Study, config: Any) -> tuple:
 
 def group(study: Study, configs: list[Any], k: int) -> list[list[int]]:
     """Indices of `configs` in packs of at most `k` members with the same shape key, in order."""
-    groups: dict[tuple, list[int]] = {}
-    for i, config in enumerate(configs):
-        groups.setdefault(shape_key(study, config), []).append(i)
     packs = []
-    for indices in groups.values():
+    for indices in _groups(study, configs):
         # Even sizes: 10 members with k=8 make packs of 5 and 5, not 8 and 2.
         n_packs = math.ceil(len(indices) / k)
         size = math.ceil(len(indices) / n_packs)
@@ -50,7 +47,7 @@ def choose_pack_size(study: Study, configs: list[Any], slots: int, memory_bytes:
     or GPU share that runs a trial), small enough that `slots` packs fit in `memory_bytes`."""
     if not study.pack_fields or not configs:
         return 1
-    largest = max(_group_sizes(study, configs))
+    largest = max(len(indices) for indices in _groups(study, configs))
     k = math.ceil(largest / max(slots, 1))
     if study.member_bytes is not None:
         per_member = max(study.member_bytes(c) for c in configs)
@@ -58,12 +55,12 @@ def choose_pack_size(study: Study, configs: list[Any], slots: int, memory_bytes:
     return max(1, min(k, MAX_PACK))
 
 
-def _group_sizes(study: Study, configs: list[Any]) -> list[int]:
-    sizes: dict[tuple, int] = {}
-    for config in configs:
-        key = shape_key(study, config)
-        sizes[key] = sizes.get(key, 0) + 1
-    return list(sizes.values())
+def _groups(study: Study, configs: list[Any]) -> list[list[int]]:
+    """Indices of configs that may share a pack, group by group, in order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, config in enumerate(configs):
+        groups.setdefault(shape_key(study, config), []).append(i)
+    return list(groups.values())
 
 
 def machine_memory() -> int:
