@@ -20,11 +20,11 @@ ESTIMATOR_TITLES = {"bin_fixed": "binned, fixed range [-1, 1] (IDNNs)",
                     "kde_upper": "KDE upper bound", "kde_lower": "KDE lower bound"}
 
 
-def _frames(tables: Mapping[str, pa.Table]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _keys(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
+    """The finished trials' ids with the config fields that figures group by."""
     trials = tables["trials"].to_pandas()
     trials = trials[trials["status"] == "TERMINATED"]
-    keys = trials[["trial_id", "activation", "train_fraction", "seed", "hidden"]]
-    return trials, keys
+    return trials[["trial_id", "activation", "train_fraction", "seed", "hidden"]]
 
 
 def _with_keys(table: pa.Table, keys: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +37,7 @@ def _main_fraction(keys: pd.DataFrame) -> float:
 
 
 def information_plane(tables, out: str) -> list[Figure]:
-    _, keys = _frames(tables)
+    keys = _keys(tables)
     info = _with_keys(tables["information"], keys)
     fraction = _main_fraction(keys)
     info = info[np.isclose(info["train_fraction"], fraction)]
@@ -77,7 +77,7 @@ def information_plane(tables, out: str) -> list[Figure]:
 
 def compression(tables, out: str) -> list[Figure]:
     """The last hidden layer's I(X;T) against epoch: where the tanh vs ReLU dispute shows."""
-    _, keys = _frames(tables)
+    keys = _keys(tables)
     info = _with_keys(tables["information"], keys)
     fraction = _main_fraction(keys)
     info = info[np.isclose(info["train_fraction"], fraction) & info["estimator"].str.startswith("bin")]
@@ -107,7 +107,7 @@ def compression(tables, out: str) -> list[Figure]:
 
 
 def gradients(tables, out: str) -> list[Figure]:
-    _, keys = _frames(tables)
+    keys = _keys(tables)
     grads = _with_keys(tables["gradients"], keys)
     grads = grads[np.isclose(grads["train_fraction"], _main_fraction(keys))]
     if grads.empty:
@@ -137,7 +137,7 @@ def gradients(tables, out: str) -> list[Figure]:
 
 
 def train_fractions(tables, out: str) -> list[Figure]:
-    _, keys = _frames(tables)
+    keys = _keys(tables)
     fractions = sorted(set(keys["train_fraction"]))
     if len(fractions) < 2:
         return []
