@@ -6,11 +6,18 @@ import sys
 import duckdb
 
 from lookinside import results
+from lookinside.report import load_sweep
+from lookinside.studies.information_bottleneck import STUDY as IB
+from lookinside.studies.information_bottleneck import findings
 
 STUDY = "information_bottleneck"
 
 
-def test_smoke_sweep_writes_four_tables_and_report_draws_them(tmp_path):
+def results_tables(root):
+    return load_sweep(IB, str(root))[1]
+
+
+def test_smoke_sweep_writes_four_tables_and_report_draws_them(tmp_path, capsys):
     root, out = tmp_path / "results", tmp_path / "report"
     run = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", STUDY, "--preset", "smoke",
                           "--results", str(root)], capture_output=True, text=True, timeout=300)
@@ -38,6 +45,12 @@ def test_smoke_sweep_writes_four_tables_and_report_draws_them(tmp_path):
         assert (out / png).stat().st_size > 10_000
         assert f"src='{png}'" in page
     assert page.count("<tr class='TERMINATED'>") == 4
+
+    findings.main(["--results", str(root)])
+    printed = capsys.readouterr().out
+    for needle in ("bin_fixed", "bin_observed", "test_acc", "std_exceeds_mean_epoch"):
+        assert needle in printed
+    assert findings.compression(results_tables(root))["seeds"].tolist() == [2] * 4   # 2 activations x 2 rules
 
 
 def test_sweep_where_every_trial_fails_exits_1_and_still_reports(tmp_path):
