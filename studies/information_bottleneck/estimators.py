@@ -122,6 +122,21 @@ def _sum_clogc(new_run: Tensor, clogc: Tensor, run: Tensor, counts: Tensor, term
     return torch.take(clogc, counts, out=terms).sum(-1)
 
 
+def _sum_clogc_numpy(keys: np.ndarray, starts: np.ndarray, clogc: np.ndarray) -> np.ndarray:
+    """`_sum_clogc` on the CPU for sorted int64 keys (b, N): the run starts alone are
+    listed (flatnonzero) and summed per row (reduceat), a pass over the b * N keys plus
+    one over the runs, where the torch version makes five over b * N.
+
+    starts (b, N) bool is a work buffer whose column 0 is True (each row starts a run)."""
+    np.not_equal(keys[:, 1:], keys[:, :-1], out=starts[:, 1:])
+    first = np.flatnonzero(starts)                                 # every run's first element
+    lengths = np.diff(first, append=keys.size)
+    per_row = np.count_nonzero(starts, axis=1)
+    offsets = np.zeros(len(per_row), dtype=np.intp)
+    np.cumsum(per_row[:-1], out=offsets[1:])                         # each row's first run
+    return np.add.reduceat(clogc[lengths], offsets)
+
+
 @contextlib.contextmanager
 def _one_cpu_thread(device):
     """Run torch's CPU ops single-threaded inside the block (no-op off the CPU)."""
@@ -233,6 +248,11 @@ def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
     run[:, 0] = 0
     terms = ws.get("terms", (chunk, N), **f64)
     new_run = ws.get("new_run", (chunk, N - 1), dtype=torch.bool, device=device)
+    on_cpu = device.type == "cpu"
+    if on_cpu:
+        starts_np = ws.get("starts", (chunk, N), dtype=torch.bool, device=device).numpy()
+        starts_np[:, 0] = True
+        clogc_np = clogc.numpy()
     h_t = torch.empty(B, **f64)
     h_ty = torch.empty(B, **f64)
     for b0 in range(0, B, chunk):
@@ -251,13 +271,20 @@ def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
             key.bitwise_and_(-(1 << label_bits))  # free the label's bits (a no-op when exact)
         key.add_(labels)
         _sort_rows_(key)  # (n, N) by row of bins, then by label
-        work = (clogc, run[:n], counts[:n], terms[:n])
-        torch.ne(key[:, 1:], key[:, :-1], out=new_run[:n])  # (n, N - 1) new (T, Y) symbol
-        h_ty[b0:b1] = math.log2(N) - _sum_clogc(new_run[:n], *work) / N
         torch.bitwise_right_shift(key, label_bits, out=high[:n])  # (n, N) T symbol alone
-        torch.ne(high[:n, 1:], high[:n, :-1], out=new_run[:n])
-        h_t[b0:b1] = math.log2(N) - _sum_clogc(new_run[:n], *work) / N
-    h_t, h_ty = h_t.reshape(batch), h_ty.reshape(batch)
+        if on_cpu:
+            starts = starts_np[:n]
+            h_ty[b0:b1] = torch.from_numpy(_sum_clogc_numpy(key.numpy(), starts, clogc_np))
+            h_t[b0:b1] = torch.from_numpy(_sum_clogc_numpy(high[:n].numpy(), starts, clogc_np))
+        else:
+            work = (clogc, run[:n], counts[:n], terms[:n])
+            torch.ne(key[:, 1:], key[:, :-1], out=new_run[:n])  # (n, N - 1) new (T, Y) symbol
+            h_ty[b0:b1] = _sum_clogc(new_run[:n], *work)
+            torch.ne(high[:n, 1:], high[:n, :-1], out=new_run[:n])
+            h_t[b0:b1] = _sum_clogc(new_run[:n], *work)
+    # Both sums are sum over symbols of c log2 c; H = log2 N - that / N.
+    h_t = (math.log2(N) - h_t / N).reshape(batch)
+    h_ty = (math.log2(N) - h_ty / N).reshape(batch)
     h_y = entropy_bits(torch.bincount(labels))
     return h_t, h_t + h_y - h_ty
 

@@ -42,11 +42,13 @@ def load_dataset(path: str | None, seed: int) -> data.BitsDataset:
 
 
 def member_bytes(config: IBConfig) -> int:
-    """Memory one member holds: its activations over all inputs for one measurement (and,
-    for observed-range binning, for every logged epoch until the end of the run)."""
+    """Memory one member holds: its activations over all inputs for one measurement (plus,
+    for observed-range binning, its parameters at every logged epoch until the end)."""
     units = 12 + sum(config.hidden) + 2
     per_measurement = 4096 * units * 4 * 6          # activations plus the estimators' work buffers
-    kept = len(logged_epochs(config)) * 4096 * (units - 12) * 4 if config.binning != "fixed" else 0
+    widths = [12, *config.hidden, 2]
+    n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+    kept = len(logged_epochs(config)) * n_params * 4 if config.binning != "fixed" else 0
     return per_measurement + kept
 
 
@@ -85,11 +87,7 @@ def train(configs: list[IBConfig], session) -> None:
     if state is None:
         model.init(gens, [c.init for c in configs])
         start = 0
-        # Observed-range binning needs the whole run's range first: every layer's
-        # activations on every logged epoch are kept until the end, feature-major like
-        # the model's (a plain copy to keep, and the estimator's preferred layout).
-        observed = ([torch.empty(P, len(logged), w, N, device=device) for w in widths[1:]]
-                    if "observed" in rules else None)
+        observed = _Observed(P, len(logged), model) if "observed" in rules else None
         alive = torch.ones(P, dtype=torch.bool, device=device)
     else:
         for gen, gen_state in zip(gens, state["generators"]):
@@ -97,7 +95,7 @@ def train(configs: list[IBConfig], session) -> None:
         model.params.copy_(state["params"].to(device))
         opt.load({k: v.to(device) for k, v in state["optimizer"].items()})
         start, alive = state["epoch"], state["alive"].to(device)
-        observed = None if state["observed"] is None else [o.to(device) for o in state["observed"]]
+        observed = None if state["observed"] is None else _Observed.restore(state["observed"], model)
     for p in session.failures:
         alive[p] = False
 
@@ -117,15 +115,15 @@ def train(configs: list[IBConfig], session) -> None:
                 alive[p] = False
                 model.params[p] = 0.0
         if epoch in logged_set:
-            slot = int(np.searchsorted(logged, epoch))
-            _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
-                     None if observed is None else [o[:, slot].transpose(1, 2) for o in observed],
-                     grad_sum, grad_sq, n_steps.view(-1) if epoch > 0 else None, alive)
-        session.checkpoint(lambda epoch=epoch: {"params": model.params, "optimizer": opt.state(),
-                                                "generators": [g.get_state() for g in gens], "epoch": epoch + 1,
-                                                "observed": observed, "alive": alive})
+            outs = _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
+                            grad_sum, grad_sq, n_steps.view(-1) if epoch > 0 else None, alive)
+            if observed is not None:
+                observed.keep(int(np.searchsorted(logged, epoch)), model, outs)
+        session.checkpoint(lambda epoch=epoch: {
+            "params": model.params, "optimizer": opt.state(), "generators": [g.get_state() for g in gens],
+            "epoch": epoch + 1, "observed": None if observed is None else observed.state(), "alive": alive})
     if observed is not None:
-        _observed_binning(session, model, configs, y, logged, observed, alive)
+        _observed_binning(session, model, configs, x, y, logged, observed, alive)
 
 
 def _train_epoch(model, opt, batches, gens, alive, grad_sum, grad_sq, n_steps, track) -> None:
@@ -196,8 +194,10 @@ class _Batches:
         return self.gathered[..., :d], self.neg_target
 
 
-def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, observed,
-             grad_sum, grad_sq, n_steps, alive) -> None:
+def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
+             grad_sum, grad_sq, n_steps, alive) -> list[torch.Tensor]:
+    """Measures the pack on every input and adds this epoch's rows; returns every layer's
+    activations, (P, N, width) each."""
     c0 = configs[0]
     P, L = model.P, model.n_layers
     with torch.no_grad():
@@ -219,9 +219,6 @@ def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, o
     if "fixed" in rules:
         i_xt, i_ty = zip(*(estimators.binned_information(h, y, c0.bins, -1.0, 1.0) for h in outs))
         info["bin_fixed"] = (torch.stack(i_xt, 1).cpu(), torch.stack(i_ty, 1).cpu())
-    if observed is not None:
-        for keep, h in zip(observed, outs):
-            keep.copy_(h)                                                  # (P, N, width)
     if epoch in kde_set:
         kde = [estimators.kde_information(h, y, c0.kde_noise_var) for h in outs]
         for bound in ("upper", "lower"):
@@ -244,6 +241,7 @@ def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set, o
             session.add_rows("gradients", p, {
                 "epoch": epochs, "layer": layers, "grad_mean_norm": norms[0][p],
                 "grad_std_norm": norms[1][p], "weight_norm": norms[2][p]})
+    return outs
 
 
 def _gradient_norms(model: PackedMLP, g_sum, g_sq, n_steps) -> tuple[torch.Tensor, ...]:
@@ -257,18 +255,68 @@ def _gradient_norms(model: PackedMLP, g_sum, g_sq, n_steps) -> tuple[torch.Tenso
     return tuple(v.cpu().numpy() for v in norms)
 
 
-def _observed_binning(session, model, configs, y, logged, observed, alive) -> None:
-    """Saxe et al.'s rule: bins spanning each layer's min..max over the whole run."""
+_OBSERVED_GROUP_BYTES = 2 ** 26
+
+
+class _Observed:
+    """What observed-range binning keeps until the end of the run, when the range is known:
+    each layer's running min and max over the logged epochs (P, L), and the parameters at
+    every logged epoch (P, E, n_params), from which the activations are computed again.
+    Keeping the activations themselves would cost E * N * units floats per member (1 GB
+    for a pack of 32 at 60 logged epochs) and a page fault for every 4 KB of it."""
+
+    def __init__(self, P: int, n_logged: int, model: PackedMLP):
+        kw = dict(dtype=model.params.dtype, device=model.params.device)
+        self.params = torch.empty(P, n_logged, model.n_params, **kw)
+        self.lo = torch.full((P, model.n_layers), math.inf, **kw)
+        self.hi = torch.full((P, model.n_layers), -math.inf, **kw)
+
+    def keep(self, slot: int, model: PackedMLP, outs: list[torch.Tensor]) -> None:
+        self.params[:, slot] = model.params
+        for layer, h in enumerate(outs):                                   # (P, N, width)
+            torch.minimum(self.lo[:, layer], h.amin(dim=(1, 2)), out=self.lo[:, layer])
+            torch.maximum(self.hi[:, layer], h.amax(dim=(1, 2)), out=self.hi[:, layer])
+
+    def state(self) -> dict:
+        return {"params": self.params, "lo": self.lo, "hi": self.hi}
+
+    @classmethod
+    def restore(cls, state: dict, model: PackedMLP) -> "_Observed":
+        self = cls(*state["params"].shape[:2], model)
+        for name in ("params", "lo", "hi"):
+            getattr(self, name).copy_(state[name])
+        return self
+
+
+def _observed_binning(session, model, configs, x, y, logged, observed: _Observed, alive) -> None:
+    """Saxe et al.'s rule: bins spanning each layer's min..max over the whole run. The
+    activations of every logged epoch are recomputed from that epoch's parameters: the
+    same ops on the same values, so the same numbers as the run measured."""
     c0 = configs[0]
     P, L = model.P, model.n_layers
     epochs = np.asarray(logged)
     i_xt = torch.zeros(P, len(epochs), L, dtype=torch.float64)
     i_ty = torch.zeros(P, len(epochs), L, dtype=torch.float64)
-    for layer, acts in enumerate(o.transpose(2, 3) for o in observed):        # (P, E, N, d)
-        lo = acts.amin(dim=(1, 2, 3), keepdim=True)                           # (P, 1, 1, 1)
-        hi = acts.amax(dim=(1, 2, 3), keepdim=True)
-        i_xt[:, :, layer], i_ty[:, :, layer] = (
-            v.cpu() for v in estimators.binned_information(acts, y, c0.bins, lo, hi))
+    # Epochs go to the estimator in groups, one call per layer for a group, in buffers of
+    # at most _OBSERVED_GROUP_BYTES: a call per epoch and layer would cost a small pack
+    # more in per-call overhead than in arithmetic.
+    N, widths = x.shape[0], model.widths[1:]
+    group = max(1, min(len(epochs), _OBSERVED_GROUP_BYTES // (P * sum(widths) * N * 4)))
+    kw = dict(dtype=model.params.dtype, device=model.params.device)
+    buffers = [torch.empty(P, group, w, N, **kw) for w in widths]            # feature-major
+    for g0 in range(0, len(epochs), group):
+        g1 = min(len(epochs), g0 + group)
+        for slot in range(g0, g1):
+            model.params.copy_(observed.params[:, slot])
+            with torch.no_grad():
+                outs = model.forward(x)                                       # L x (P, N, width)
+            for buf, h in zip(buffers, outs):
+                buf[:, slot - g0].copy_(h.transpose(1, 2))
+        for layer, buf in enumerate(buffers):
+            acts = buf[:, :g1 - g0].transpose(2, 3)                           # (P, G, N, width)
+            i_xt[:, g0:g1, layer], i_ty[:, g0:g1, layer] = (
+                v.cpu() for v in estimators.binned_information(
+                    acts, y, c0.bins, observed.lo[:, layer].view(P, 1, 1, 1), observed.hi[:, layer].view(P, 1, 1, 1)))
     layers = np.tile(np.arange(1, L + 1), len(epochs))
     for p in range(P):
         if alive[p]:
