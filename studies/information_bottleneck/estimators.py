@@ -245,15 +245,16 @@ def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
     positions = ws.get("positions", (chunk, *flat.shape[1:]), **f64)  # (chunk, N, d) or (chunk, d, N)
     bins = None if in_float else ws.get("bins", positions.shape, **i64)
     keys, high = ws.get("keys", (chunk, N), **i64), ws.get("high", (chunk, N), **i64)
-    run, counts = ws.get("run", (chunk, N), **i64), ws.get("counts", (chunk, N), **i64)
-    run[:, 0] = 0
     terms = ws.get("terms", (chunk, N), **f64)
-    new_run = ws.get("new_run", (chunk, N - 1), dtype=torch.bool, device=device)
     on_cpu = device.type == "cpu"
     if on_cpu:
         starts_np = ws.get("starts", (chunk, N), dtype=torch.bool, device=device).numpy()
         starts_np[:, 0] = True
         clogc_np = clogc.numpy()
+    else:
+        run, counts = ws.get("run", (chunk, N), **i64), ws.get("counts", (chunk, N), **i64)
+        run[:, 0] = 0
+        new_run = ws.get("new_run", (chunk, N - 1), dtype=torch.bool, device=device)
     h_t = torch.empty(B, **f64)
     h_ty = torch.empty(B, **f64)
     for b0 in range(0, B, chunk):

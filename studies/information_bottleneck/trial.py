@@ -43,7 +43,8 @@ def load_dataset(path: str | None, seed: int) -> data.BitsDataset:
 
 def member_bytes(config: IBConfig) -> int:
     """Memory one member holds: its activations over all inputs for one measurement (plus,
-    for observed-range binning, its parameters at every logged epoch until the end)."""
+    for observed-range binning, its parameters at every logged epoch until the end). The
+    pack as a whole adds at most _OBSERVED_GROUP_BYTES at the end of the run."""
     units = 12 + sum(config.hidden) + 2
     per_measurement = 4096 * units * 4 * 6          # activations plus the estimators' work buffers
     widths = [12, *config.hidden, 2]
@@ -282,6 +283,10 @@ class _Observed:
 
     @classmethod
     def restore(cls, state: dict, model: PackedMLP) -> "_Observed":
+        if not isinstance(state, dict):
+            # Before 2026-11-30 a checkpoint kept the activations themselves.
+            raise ValueError("this checkpoint comes from an older lookinside (observed-range binning kept "
+                             "activations then); start the sweep again")
         self = cls(*state["params"].shape[:2], model)
         for name in ("params", "lo", "hi"):
             getattr(self, name).copy_(state[name])
@@ -301,9 +306,11 @@ def _observed_binning(session, model, configs, x, y, logged, observed: _Observed
     # at most _OBSERVED_GROUP_BYTES: a call per epoch and layer would cost a small pack
     # more in per-call overhead than in arithmetic.
     N, widths = x.shape[0], model.widths[1:]
-    group = max(1, min(len(epochs), _OBSERVED_GROUP_BYTES // (P * sum(widths) * N * 4)))
+    per_epoch = P * sum(widths) * N * model.params.element_size()
+    group = max(1, min(len(epochs), _OBSERVED_GROUP_BYTES // per_epoch))
     kw = dict(dtype=model.params.dtype, device=model.params.device)
-    buffers = [torch.empty(P, group, w, N, **kw) for w in widths]            # feature-major
+    # (G, P, width, N): feature-major, and a shorter last group is a contiguous prefix.
+    buffers = [torch.empty(group, P, w, N, **kw) for w in widths]
     for g0 in range(0, len(epochs), group):
         g1 = min(len(epochs), g0 + group)
         for slot in range(g0, g1):
@@ -311,12 +318,12 @@ def _observed_binning(session, model, configs, x, y, logged, observed: _Observed
             with torch.no_grad():
                 outs = model.forward(x)                                       # L x (P, N, width)
             for buf, h in zip(buffers, outs):
-                buf[:, slot - g0].copy_(h.transpose(1, 2))
+                buf[slot - g0].copy_(h.transpose(1, 2))
         for layer, buf in enumerate(buffers):
-            acts = buf[:, :g1 - g0].transpose(2, 3)                           # (P, G, N, width)
+            acts = buf[:g1 - g0].transpose(2, 3)                              # (G, P, N, width)
+            lo, hi = (b[:, layer].view(1, P, 1, 1) for b in (observed.lo, observed.hi))
             i_xt[:, g0:g1, layer], i_ty[:, g0:g1, layer] = (
-                v.cpu() for v in estimators.binned_information(
-                    acts, y, c0.bins, observed.lo[:, layer].view(P, 1, 1, 1), observed.hi[:, layer].view(P, 1, 1, 1)))
+                v.T.cpu() for v in estimators.binned_information(acts, y, c0.bins, lo, hi))
     layers = np.tile(np.arange(1, L + 1), len(epochs))
     for p in range(P):
         if alive[p]:

@@ -169,10 +169,10 @@ def test_feature_major_activations_give_the_same_bits(d):
     assert abs(ref[0] - got[0][1, 2].item()) < 1e-9 and abs(ref[1] - got[1][1, 2].item()) < 1e-9
 
 
-def test_run_length_sums_of_the_cpu_and_cuda_paths_agree():
-    # The CPU counts runs with numpy, CUDA with a cumsum and scatter-add: both must give
-    # sum over distinct keys of c log2 c, here checked against a Counter, on rows of few
-    # long runs, of all-distinct keys and of one run.
+def test_run_length_sums_of_the_numpy_and_torch_paths_agree():
+    # The CPU counts runs with numpy, CUDA with torch's cumsum and scatter-add (run here on
+    # the CPU): both must give the sum over distinct keys of c log2 c, checked against a
+    # Counter, on rows of few long runs, of all-distinct keys and of one run.
     g = gen(3)
     rows = [torch.randint(0, 5, (N,), generator=g), torch.randperm(N, generator=g), torch.zeros(N, dtype=torch.int64),
             torch.randint(0, 900, (N,), generator=g)]
@@ -182,11 +182,11 @@ def test_run_length_sums_of_the_cpu_and_cuda_paths_agree():
     clogc = clogc * torch.log2(clogc.clamp(min=1.0))
     b = len(rows)
     run = torch.zeros(b, N, dtype=torch.int64)
-    cuda_path = estimators._sum_clogc(keys[:, 1:] != keys[:, :-1], clogc, run, torch.empty(b, N, dtype=torch.int64),
+    torch_path = estimators._sum_clogc(keys[:, 1:] != keys[:, :-1], clogc, run, torch.empty(b, N, dtype=torch.int64),
                                       torch.empty(b, N, dtype=torch.float64))
     starts = np.ones((b, N), dtype=bool)
     cpu_path = estimators._sum_clogc_numpy(keys.numpy(), starts, clogc.numpy())
-    assert np.allclose(cuda_path.numpy(), expected, rtol=1e-12, atol=1e-9)
+    assert np.allclose(torch_path.numpy(), expected, rtol=1e-12, atol=1e-9)
     assert np.allclose(cpu_path, expected, rtol=1e-12, atol=1e-9)
     assert expected[2] == N * math.log2(N) and expected[1] == 0.0
 

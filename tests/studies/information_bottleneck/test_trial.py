@@ -78,6 +78,22 @@ def test_retry_from_checkpoint_gives_the_same_rows():
             assert resumed[table][p].equals(straight[table][p]), table
 
 
+def test_observed_binning_does_not_depend_on_how_epochs_are_grouped(monkeypatch):
+    # Observed-range bits are computed at the end from saved parameters, a group of epochs
+    # per estimator call: one epoch per group, 3 of 7 (a shorter last group) and all at once
+    # must give the same rows.
+    configs = [IBConfig(epochs=20, logged_epochs=7, kde_epochs=0, binning="observed", activation="relu",
+                        seed=s, learning_rate=3e-3) for s in (0, 1)]
+    per_epoch = 2 * (5 + 7 + 10 + 4 + 3 + 2) * 4096 * 4                 # bytes of one epoch's activations
+    runs = []
+    for budget in (1, 3 * per_epoch, 2 ** 40):
+        monkeypatch.setattr(trial, "_OBSERVED_GROUP_BYTES", budget)
+        runs.append(train(configs)["information"])
+    for p in range(2):
+        assert len(runs[0][p]) == 7 * 6
+        assert runs[1][p].equals(runs[0][p]) and runs[2][p].equals(runs[0][p])
+
+
 def test_packed_members_match_unpacked_runs():
     # Members differ in every pack field: seed, training fraction, learning rate, init rule.
     configs = [IBConfig(epochs=25, logged_epochs=6, kde_epochs=1, seed=s, train_fraction=f, learning_rate=lr, init=i)
