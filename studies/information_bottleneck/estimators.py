@@ -99,9 +99,15 @@ def _row_weights(n_bins: int, d: int, label_bits: int, device) -> tuple[Tensor, 
     return (w | 1).to(device), False
 
 
+def _numpy_path(device: torch.device) -> bool:
+    """Whether sorting and run counting go through numpy (CPU tensors), rather than torch
+    (CUDA); the tests force the torch path on the CPU to check that both agree."""
+    return device.type == "cpu"
+
+
 def _sort_rows_(keys: Tensor) -> None:
     """Sort each row of an int64 (b, N) tensor in place."""
-    if keys.device.type == "cpu":
+    if _numpy_path(keys.device):
         # numpy's sort is SIMD-vectorised (x86-simd-sort, highway), ~8x faster on int64
         # than torch.sort on CPU, which also builds indices that are not needed here.
         keys.numpy().sort(axis=-1)
@@ -246,7 +252,7 @@ def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
     bins = None if in_float else ws.get("bins", positions.shape, **i64)
     keys, high = ws.get("keys", (chunk, N), **i64), ws.get("high", (chunk, N), **i64)
     terms = ws.get("terms", (chunk, N), **f64)
-    on_cpu = device.type == "cpu"
+    on_cpu = _numpy_path(device)
     if on_cpu:
         starts_np = ws.get("starts", (chunk, N), dtype=torch.bool, device=device).numpy()
         starts_np[:, 0] = True

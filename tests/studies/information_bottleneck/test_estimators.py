@@ -191,6 +191,24 @@ def test_run_length_sums_of_the_numpy_and_torch_paths_agree():
     assert expected[2] == N * math.log2(N) and expected[1] == 0.0
 
 
+@pytest.mark.parametrize("d", [3, 11, 40], ids=["float-keys", "int-keys", "hashed"])
+def test_torch_path_for_cuda_gives_the_numpy_paths_bits(d, monkeypatch):
+    # On CUDA, keys are sorted and runs counted by torch ops; run that path here on the CPU.
+    g = gen(11 + d)
+    # Rows drawn from 40 prototypes per slice: repeated symbols, so runs longer than 1.
+    protos = torch.tanh(torch.randn(8, 40, d, generator=g) * 2.0)
+    pick = torch.randint(0, 40, (8, N), generator=g)
+    acts = torch.stack([p[i] for p, i in zip(protos, pick)]).view(4, 2, N, d)
+    y = random_labels(N, 2, d)
+    lo, hi = acts.amin(dim=(-2, -1), keepdim=True), acts.amax(dim=(-2, -1), keepdim=True)
+    numpy_bits = binned_information(acts, y, 30, lo, hi)
+    monkeypatch.setattr(estimators, "_numpy_path", lambda device: False)
+    torch_bits = binned_information(acts, y, 30, lo, hi)
+    for a, b in zip(numpy_bits, torch_bits):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    assert (numpy_bits[0] < 6).all() and len(set(numpy_bits[0].flatten().tolist())) > 1
+
+
 # KDE bounds (Kolchinsky & Tracey; Saxe et al.)
 
 
