@@ -250,7 +250,12 @@ def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
     f64, i64 = dict(dtype=torch.float64, device=device), dict(dtype=torch.int64, device=device)
     positions = ws.get("positions", (chunk, *flat.shape[1:]), **f64)  # (chunk, N, d) or (chunk, d, N)
     bins = None if in_float else ws.get("bins", positions.shape, **i64)
-    keys, high = ws.get("keys", (chunk, N), **i64), ws.get("high", (chunk, N), **i64)
+    # Keys that fit in 31 bits are sorted and compared as int32: numpy's SIMD sort does
+    # twice as many per instruction (1.9x on 4096 keys), and the scans read half the bytes.
+    narrow = in_float and n_bins ** d << label_bits < 2 ** 31
+    k_type = dict(dtype=torch.int32 if narrow else torch.int64, device=device)
+    keys, high = ws.get("keys", (chunk, N), **k_type), ws.get("high", (chunk, N), **k_type)
+    key_labels = labels.to(k_type["dtype"])
     terms = ws.get("terms", (chunk, N), **f64)
     on_cpu = _numpy_path(device)
     if on_cpu:
@@ -277,7 +282,7 @@ def _binned_information(acts, labels, n_bins, lo, hi, max_chunk_elements):
             w, dim = (weights.view(d, 1), 1) if feature_major else (weights, -1)
             torch.sum(bins[:n].copy_(pos).mul_(w), dim=dim, out=key)  # wraps mod 2**64 if hashed
             key.bitwise_and_(-(1 << label_bits))  # free the label's bits (a no-op when exact)
-        key.add_(labels)
+        key.add_(key_labels)
         _sort_rows_(key)  # (n, N) by row of bins, then by label
         torch.bitwise_right_shift(key, label_bits, out=high[:n])  # (n, N) T symbol alone
         if on_cpu:
