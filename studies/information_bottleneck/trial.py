@@ -100,6 +100,7 @@ def train(configs: list[IBConfig], session) -> None:
     for p in session.failures:
         alive[p] = False
 
+    rows = _Rows(P)
     grad_sum = torch.zeros(P, model.n_params, device=device)
     grad_sq = torch.zeros(P, model.n_params, device=device)
     n_steps = torch.zeros(P, 1, device=device)
@@ -116,13 +117,17 @@ def train(configs: list[IBConfig], session) -> None:
                 alive[p] = False
                 model.params[p] = 0.0
         if epoch in logged_set:
-            outs = _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
+            outs = _measure(rows, model, configs, x, y, train_mask, epoch, rules, kde_set,
                             grad_sum, grad_sq, n_steps.view(-1) if epoch > 0 else None, alive)
             if observed is not None:
                 observed.keep(int(np.searchsorted(logged, epoch)), model, outs)
-        session.checkpoint(lambda epoch=epoch: {
-            "params": model.params, "optimizer": opt.state(), "generators": [g.get_state() for g in gens],
-            "epoch": epoch + 1, "observed": None if observed is None else observed.state(), "alive": alive})
+
+        def state(epoch=epoch) -> dict:
+            rows.flush(session)             # the snapshot taken next holds every row so far
+            return {"params": model.params, "optimizer": opt.state(), "generators": [g.get_state() for g in gens],
+                    "epoch": epoch + 1, "observed": None if observed is None else observed.state(), "alive": alive}
+        session.checkpoint(state)
+    rows.flush(session)
     if observed is not None:
         _observed_binning(session, model, configs, x, y, logged, observed, alive)
 
@@ -195,10 +200,36 @@ class _Batches:
         return self.gathered[..., :d], self.neg_target
 
 
-def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
+class _Rows:
+    """The pack's rows, buffered as numpy arrays for all members at once and handed to the
+    session one table and member at a time at each checkpoint and at the end: a record
+    batch per member and table then, where one per logged epoch (5,760 for a pack of 32
+    at 60 logged epochs) cost 4% of the pack's time."""
+
+    def __init__(self, members: int):
+        self.members = members
+        self.parts: dict[str, list] = {}        # table -> [(shared columns, per-member columns, alive)]
+
+    def add(self, table: str, alive: torch.Tensor, shared: dict, per_member: dict) -> None:
+        """Rows for the members alive now: shared columns (n,) are the same for every
+        member, per-member ones are (P, n)."""
+        self.parts.setdefault(table, []).append((shared, per_member, alive.cpu().numpy().copy()))
+
+    def flush(self, session) -> None:
+        for table, parts in self.parts.items():
+            for p in range(self.members):
+                mine = [(shared, own) for shared, own, alive in parts if alive[p]]
+                if mine:
+                    columns = {k: np.concatenate([shared[k] for shared, _ in mine]) for k in mine[0][0]}
+                    columns |= {k: np.concatenate([own[k][p] for _, own in mine]) for k in mine[0][1]}
+                    session.add_rows(table, p, columns)
+        self.parts.clear()
+
+
+def _measure(rows: _Rows, model, configs, x, y, train_mask, epoch, rules, kde_set,
              grad_sum, grad_sq, n_steps, alive) -> list[torch.Tensor]:
-    """Measures the pack on every input and adds this epoch's rows; returns every layer's
-    activations, (P, N, width) each."""
+    """Measures the pack on every input and buffers this epoch's rows; returns every
+    layer's activations, (P, N, width) each."""
     c0 = configs[0]
     P, L = model.P, model.n_layers
     with torch.no_grad():
@@ -227,21 +258,16 @@ def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
                                     torch.stack([k[f"{bound}_i_ty"] for k in kde], 1).cpu())
 
     layers = np.arange(1, L + 1)
-    norms = _gradient_norms(model, grad_sum, grad_sq, n_steps) if n_steps is not None else None
-    # Everything per member below is a numpy slice: add_rows runs P x tables times.
-    info = {name: (i_xt.numpy(), i_ty.numpy()) for name, (i_xt, i_ty) in info.items()}
-    metrics = {k: v.to(torch.float64).numpy() for k, v in metrics.items()}
-    epochs, epoch_one = np.full(L, epoch), np.array([epoch])
-    names = {name: [name] * L for name in info}
-    for p in torch.nonzero(alive).flatten().tolist():
-        for name, (i_xt, i_ty) in info.items():
-            session.add_rows("information", p, {
-                "epoch": epochs, "layer": layers, "estimator": names[name], "i_xt": i_xt[p], "i_ty": i_ty[p]})
-        session.add_rows("metrics", p, {k: v[p:p + 1] for k, v in metrics.items()} | {"epoch": epoch_one})
-        if norms is not None:
-            session.add_rows("gradients", p, {
-                "epoch": epochs, "layer": layers, "grad_mean_norm": norms[0][p],
-                "grad_std_norm": norms[1][p], "weight_norm": norms[2][p]})
+    epochs = np.full(L, epoch)
+    for name, (i_xt, i_ty) in info.items():
+        rows.add("information", alive, {"epoch": epochs, "layer": layers, "estimator": np.full(L, name)},
+                 {"i_xt": i_xt.numpy(), "i_ty": i_ty.numpy()})
+    rows.add("metrics", alive, {"epoch": np.array([epoch])},
+             {k: v.to(torch.float64).numpy()[:, None] for k, v in metrics.items()})
+    if n_steps is not None:
+        norms = _gradient_norms(model, grad_sum, grad_sq, n_steps)
+        rows.add("gradients", alive, {"epoch": epochs, "layer": layers},
+                 dict(zip(("grad_mean_norm", "grad_std_norm", "weight_norm"), norms)))
     return outs
 
 
