@@ -20,6 +20,11 @@ import torch
 ACTIVATIONS = ("tanh", "relu", "linear")
 
 
+def param_count(widths: list[int]) -> int:
+    """Weights and biases of one MLP with these layer widths (input, hidden..., output)."""
+    return sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
+
+
 class PackedMLP:
     """P MLPs with weights stacked along a leading member axis.
 
@@ -33,7 +38,7 @@ class PackedMLP:
         self.activation = activation
         self.P = members
         shapes = [(a, b) for a, b in zip(widths[:-1], widths[1:])]
-        self.n_params = sum(a * b + b for a, b in shapes)
+        self.n_params = param_count(widths)
         self.params = torch.zeros(members, self.n_params, dtype=dtype, device=device)  # (P, n)
         self.grad = torch.zeros_like(self.params)
         self.W, self.b = [], []

@@ -16,7 +16,7 @@ import torch
 
 from lookinside.studies.information_bottleneck import data, estimators
 from lookinside.studies.information_bottleneck.config import IBConfig
-from lookinside.studies.information_bottleneck.model import PackedMLP, PackedOptimizer
+from lookinside.studies.information_bottleneck.model import PackedMLP, PackedOptimizer, param_count
 
 
 def logged_epochs(config: IBConfig) -> np.ndarray:
@@ -47,9 +47,7 @@ def member_bytes(config: IBConfig) -> int:
     pack as a whole adds at most _OBSERVED_GROUP_BYTES at the end of the run."""
     units = 12 + sum(config.hidden) + 2
     per_measurement = 4096 * units * 4 * 6          # activations plus the estimators' work buffers
-    widths = [12, *config.hidden, 2]
-    n_params = sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    kept = len(logged_epochs(config)) * n_params * 4 if config.binning != "fixed" else 0
+    kept = len(logged_epochs(config)) * param_count([12, *config.hidden, 2]) * 4 if config.binning != "fixed" else 0
     return per_measurement + kept
 
 
@@ -127,9 +125,9 @@ def train(configs: list[IBConfig], session) -> None:
             return {"params": model.params, "optimizer": opt.state(), "generators": [g.get_state() for g in gens],
                     "epoch": epoch + 1, "observed": None if observed is None else observed.state(), "alive": alive}
         session.checkpoint(state)
-    rows.flush(session)
     if observed is not None:
-        _observed_binning(session, model, configs, x, y, logged, observed, alive)
+        _observed_binning(rows, model, configs, x, y, logged, observed, alive)
+    rows.flush(session)
 
 
 def _train_epoch(model, opt, batches, gens, alive, grad_sum, grad_sq, n_steps, track) -> None:
@@ -319,7 +317,7 @@ class _Observed:
         return self
 
 
-def _observed_binning(session, model, configs, x, y, logged, observed: _Observed, alive) -> None:
+def _observed_binning(rows: _Rows, model, configs, x, y, logged, observed: _Observed, alive) -> None:
     """Saxe et al.'s rule: bins spanning each layer's min..max over the whole run. The
     activations of every logged epoch are recomputed from that epoch's parameters: the
     same ops on the same values, so the same numbers as the run measured."""
@@ -350,9 +348,7 @@ def _observed_binning(session, model, configs, x, y, logged, observed: _Observed
             lo, hi = (b[:, layer].view(1, P, 1, 1) for b in (observed.lo, observed.hi))
             i_xt[:, g0:g1, layer], i_ty[:, g0:g1, layer] = (
                 v.T.cpu() for v in estimators.binned_information(acts, y, c0.bins, lo, hi))
-    layers = np.tile(np.arange(1, L + 1), len(epochs))
-    for p in range(P):
-        if alive[p]:
-            session.add_rows("information", p, {
-                "epoch": np.repeat(epochs, L), "layer": layers, "estimator": ["bin_observed"] * (L * len(epochs)),
-                "i_xt": i_xt[p].flatten().numpy(), "i_ty": i_ty[p].flatten().numpy()})
+    rows.add("information", alive,
+             {"epoch": np.repeat(epochs, L), "layer": np.tile(np.arange(1, L + 1), len(epochs)),
+              "estimator": np.full(L * len(epochs), "bin_observed")},
+             {"i_xt": i_xt.flatten(1).numpy(), "i_ty": i_ty.flatten(1).numpy()})
