@@ -20,14 +20,14 @@ ESTIMATOR_TITLES = {"bin_fixed": "binned, fixed range [-1, 1] (IDNNs)",
                     "kde_upper": "KDE upper bound", "kde_lower": "KDE lower bound"}
 
 
-def _keys(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
+def finished_trials(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
     """The finished trials' ids with the config fields that figures group by."""
     trials = tables["trials"].to_pandas()
     trials = trials[trials["status"] == "TERMINATED"]
     return trials[["trial_id", "activation", "train_fraction", "seed", "hidden"]]
 
 
-def _with_keys(table: pa.Table, keys: pd.DataFrame) -> pd.DataFrame:
+def with_keys(table: pa.Table, keys: pd.DataFrame) -> pd.DataFrame:
     return table.to_pandas().merge(keys, on="trial_id")
 
 
@@ -37,8 +37,8 @@ def _main_fraction(keys: pd.DataFrame) -> float:
 
 
 def information_plane(tables, out: str) -> list[Figure]:
-    keys = _keys(tables)
-    info = _with_keys(tables["information"], keys)
+    keys = finished_trials(tables)
+    info = with_keys(tables["information"], keys)
     fraction = _main_fraction(keys)
     info = info[np.isclose(info["train_fraction"], fraction)]
     estimators = [e for e in ESTIMATOR_TITLES if e in set(info["estimator"])]
@@ -77,8 +77,8 @@ def information_plane(tables, out: str) -> list[Figure]:
 
 def compression(tables, out: str) -> list[Figure]:
     """The last hidden layer's I(X;T) against epoch: where the tanh vs ReLU dispute shows."""
-    keys = _keys(tables)
-    info = _with_keys(tables["information"], keys)
+    keys = finished_trials(tables)
+    info = with_keys(tables["information"], keys)
     fraction = _main_fraction(keys)
     info = info[np.isclose(info["train_fraction"], fraction) & info["estimator"].str.startswith("bin")]
     if info.empty:
@@ -107,8 +107,8 @@ def compression(tables, out: str) -> list[Figure]:
 
 
 def gradients(tables, out: str) -> list[Figure]:
-    keys = _keys(tables)
-    grads = _with_keys(tables["gradients"], keys)
+    keys = finished_trials(tables)
+    grads = with_keys(tables["gradients"], keys)
     grads = grads[np.isclose(grads["train_fraction"], _main_fraction(keys))]
     if grads.empty:
         return []
@@ -137,11 +137,11 @@ def gradients(tables, out: str) -> list[Figure]:
 
 
 def train_fractions(tables, out: str) -> list[Figure]:
-    keys = _keys(tables)
+    keys = finished_trials(tables)
     fractions = sorted(set(keys["train_fraction"]))
     if len(fractions) < 2:
         return []
-    info = _with_keys(tables["information"], keys)
+    info = with_keys(tables["information"], keys)
     info = info[info["estimator"] == "bin_fixed"]
     act = "tanh" if "tanh" in set(info["activation"]) else sorted(set(info["activation"]))[0]
     info = info[info["activation"] == act]

@@ -16,12 +16,11 @@ import pandas as pd
 
 from lookinside.report import load_sweep
 from lookinside.studies.information_bottleneck import STUDY
+from lookinside.studies.information_bottleneck.figures import finished_trials, with_keys
 
 
 def _frame(tables, name: str) -> pd.DataFrame:
-    keys = tables["trials"].to_pandas()[["trial_id", "status", "activation", "train_fraction"]]
-    keys = keys[keys["status"] == "TERMINATED"].drop(columns="status")
-    return tables[name].to_pandas().merge(keys, on="trial_id")
+    return with_keys(tables[name], finished_trials(tables))
 
 
 def compression(tables) -> pd.DataFrame:
