@@ -9,7 +9,8 @@ random and balanced: only speed is measured here.
   call per layer batched over epochs, against `binned_information_reference`
   (np.unique over rows, IDNNs style) looping layer by layer, epoch by epoch;
 - KDE bounds (Saxe et al.) for all 6 layers at one epoch: `kde_information` against
-  a numpy float64 transcription of artemyk/ibsgd's kde.py (full N x N matrices).
+  `kde_information_reference`, a numpy float64 transcription of artemyk/ibsgd's kde.py
+  (full N x N matrices).
 
 Both pairs must agree (binned to 1e-9 bits, KDE to 1e-8 bits) or the script fails.
 Last stdout line: one JSON object of the figures.
@@ -25,12 +26,12 @@ import time
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
 
 from lookinside.studies.information_bottleneck.estimators import (
     binned_information,
     binned_information_reference,
     kde_information,
+    kde_information_reference,
 )
 
 WIDTHS = (12, 10, 7, 5, 4, 3, 2)  # Shwartz-Ziv & Tishby's network
@@ -56,29 +57,6 @@ def drifting_activations(epochs: int, seed: int = 0) -> list[torch.Tensor]:
         h = pre.softmax(-1) if fan_out == WIDTHS[-1] else pre.tanh()
         layers.append(h.contiguous())
     return layers
-
-
-def kde_reference(acts: np.ndarray, labels: np.ndarray, noise_var: float) -> dict[str, float]:
-    """Saxe et al.'s kde.py in numpy float64 for one layer at one epoch, in bits."""
-    def h_kl(x, var):
-        n, d = x.shape
-        sq = (x * x).sum(1)
-        dists = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
-        lprobs = logsumexp(-dists / (2 * var), axis=1) - np.log(n) - (d / 2) * np.log(2 * np.pi * var)
-        return d / 2 - lprobs.mean()
-
-    def h_bd(x, var):
-        return h_kl(x, 4 * var) + np.log(0.25) * x.shape[1] / 2
-
-    acts = acts.astype(np.float64)
-    h_given_x = acts.shape[1] / 2 * (np.log(2 * np.pi * noise_var) + 1)
-    out = {}
-    for bound, entropy in (("upper", h_kl), ("lower", h_bd)):
-        h = entropy(acts, noise_var)
-        h_given_y = sum((labels == y).mean() * entropy(acts[labels == y], noise_var) for y in np.unique(labels))
-        out[f"{bound}_i_xt"] = (h - h_given_x) / np.log(2)
-        out[f"{bound}_i_ty"] = (h - h_given_y) / np.log(2)
-    return out
 
 
 def main(argv=None) -> None:
@@ -116,7 +94,7 @@ def main(argv=None) -> None:
     # per layer the centred float64 activations and two (N, C) accumulators.
     kde_estimate = 8 * (n * n + n * (max(a.shape[-1] for a in layers) + 2 * 2))
     start = time.perf_counter()
-    kde_ref = [kde_reference(a[kde_epoch].cpu().numpy(), labels_np, args.noise_var) for a in layers]
+    kde_ref = [kde_information_reference(a[kde_epoch].cpu().numpy(), labels_np, args.noise_var) for a in layers]
     kde_ref_s = time.perf_counter() - start
     kde_diff = max(abs(k[key].item() - r[key]) for k, r in zip(kde, kde_ref) for key in r)
     print(f"KDE, 6 layers at one epoch: vectorised {kde_s:.2f} s, numpy {kde_ref_s:.2f} s, "

@@ -9,8 +9,9 @@ activation tensor (members x logged epochs of a packed training run), on CPU or 
 - KDE bounds (Kolchinsky & Tracey 2017, as used by Saxe et al. 2018, artemyk/ibsgd):
   pairwise-distance upper and lower bounds on the entropy of T plus Gaussian noise.
 
-`binned_information_reference` is the plain numpy version (np.unique over rows, one
-layer at one epoch) that the tests and benchmarks/mutual_information.py check against.
+`binned_information_reference` (np.unique over rows) and `kde_information_reference`
+(ibsgd's kde.py in numpy) are the plain versions, one layer at one epoch, that the tests
+and benchmarks/mutual_information.py check against.
 """
 
 import contextlib
@@ -325,6 +326,36 @@ def binned_information_reference(
         rows = labels == y
         h_t_given_y += rows.mean() * entropy(bins[rows])
     return h_t, h_t - h_t_given_y
+
+
+def kde_information_reference(acts: np.ndarray, labels: np.ndarray, noise_var: float) -> dict[str, float]:
+    """`kde_information` for one layer at one epoch, the plain way: Saxe et al.'s kde.py
+    (artemyk/ibsgd) term by term in numpy float64, in bits.
+
+    acts: (N, d); labels: (N,). Entropy bounds of the whole layer and of each class with
+    their normalising constants, I = differences of them, as the paper writes them."""
+    from scipy.special import logsumexp
+
+    def h_kl(x, var):
+        n, d = x.shape
+        sq = (x * x).sum(1)
+        dists = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
+        lprobs = logsumexp(-dists / (2 * var), axis=1) - np.log(n) - (d / 2) * np.log(2 * np.pi * var)
+        return d / 2 - lprobs.mean()
+
+    def h_bd(x, var):
+        return h_kl(x, 4 * var) + np.log(0.25) * x.shape[1] / 2
+
+    acts = np.asarray(acts, dtype=np.float64)
+    labels = np.asarray(labels)
+    h_given_x = acts.shape[1] / 2 * (np.log(2 * np.pi * noise_var) + 1)
+    out = {}
+    for bound, entropy in (("upper", h_kl), ("lower", h_bd)):
+        h = entropy(acts, noise_var)
+        h_given_y = sum((labels == y).mean() * entropy(acts[labels == y], noise_var) for y in np.unique(labels))
+        out[f"{bound}_i_xt"] = (h - h_given_x) / np.log(2)
+        out[f"{bound}_i_ty"] = (h - h_given_y) / np.log(2)
+    return out
 
 
 def kde_information(

@@ -14,6 +14,7 @@ from lookinside.studies.information_bottleneck.estimators import (
     binned_information_reference,
     entropy_bits,
     kde_information,
+    kde_information_reference,
 )
 
 N = 4096
@@ -212,28 +213,6 @@ def test_torch_path_for_cuda_gives_the_numpy_paths_bits(d, monkeypatch):
 # KDE bounds (Kolchinsky & Tracey; Saxe et al.)
 
 
-def kde_numpy(acts: np.ndarray, labels: np.ndarray, noise_var: float) -> dict[str, float]:
-    """Saxe et al.'s formulas term by term in float64 with direct (a - b)^2 distances."""
-    def h_kl(x, var):
-        n, d = x.shape
-        dists = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
-        log_normal = -dists / (2 * var) - (d / 2) * np.log(2 * np.pi * var)
-        lprobs = np.log(np.exp(log_normal).sum(1) / n)
-        return d / 2 - lprobs.mean()
-
-    def h_bd(x, var):
-        return h_kl(x, 4 * var) + (x.shape[1] / 2) * np.log(0.25)
-
-    h_given_x = acts.shape[1] / 2 * (np.log(2 * np.pi * noise_var) + 1)
-    out = {}
-    for bound, entropy in (("upper", h_kl), ("lower", h_bd)):
-        h = entropy(acts, noise_var)
-        h_given_y = sum((labels == c).mean() * entropy(acts[labels == c], noise_var) for c in np.unique(labels))
-        out[f"{bound}_i_xt"] = (h - h_given_x) / np.log(2)
-        out[f"{bound}_i_ty"] = (h - h_given_y) / np.log(2)
-    return out
-
-
 KEYS = ("upper_i_xt", "upper_i_ty", "lower_i_xt", "lower_i_ty")
 
 
@@ -259,7 +238,7 @@ def test_kde_matches_a_plain_numpy_implementation():
     labels = random_labels(300, 3, 8)
     for noise_var in (0.1, 1e-3):
         out = kde_information(acts, labels, noise_var)
-        expected = kde_numpy(acts.double().numpy(), labels.numpy(), noise_var)
+        expected = kde_information_reference(acts.double().numpy(), labels.numpy(), noise_var)
         for key in KEYS:
             assert abs(out[key].item() - expected[key]) < 1e-8, key
         assert 0.1 < out["upper_i_xt"].item() < math.log2(300)
