@@ -256,7 +256,7 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
     if grid is not None:
         for result in grid:
             if result.error is not None:
-                pack_errors[result.config["pack"]] = _last_line(result.error)
+                pack_errors[result.config["pack"]] = one_line(result.error, last=True)
     return settle(study, manifest, store, pack_errors, interrupted)
 
 
@@ -337,13 +337,6 @@ def _check_reachable(address: str) -> None:
 
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _last_line(err: BaseException | str) -> str:
-    text = str(err).strip().splitlines()
-    # Ray wraps a trial's exception in a traceback; its last line names the error itself.
-    lines = [line.strip() for line in text if line.strip()]
-    return lines[-1] if lines else type(err).__name__
 
 
 def write_manifest(store: Store, manifest: dict) -> None:
