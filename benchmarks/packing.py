@@ -32,7 +32,8 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from lookinside import results, sweep
+from lookinside import manifest as manifest_io
+from lookinside import planning, ray_setup, results, sweep
 from lookinside.results import Store
 from lookinside.session import Session
 from lookinside.studies.information_bottleneck import STUDY, trial
@@ -54,9 +55,9 @@ def run_tune(root: str, seeds: int, epochs: int, pack: int | None) -> tuple[floa
     process per trial actor, its imports of Ray Tune and torch) and the sweep's packs."""
     store = Store(root)
     values, sweep_grid = grid(seeds, epochs)
-    resources = sweep.Resources(cpus_per_trial=1, max_failures=0, pack=pack)
-    manifest = sweep.plan(STUDY, "laptop", values, sweep_grid, store, resources)
-    sweep.write_manifest(store, manifest)
+    resources = planning.Resources(cpus_per_trial=1, max_failures=0, pack=pack)
+    manifest = planning.plan(STUDY, "laptop", values, sweep_grid, store, resources, ray_setup.capacity(None))
+    manifest_io.write(store, manifest)
     wall = datetime.datetime.now(datetime.timezone.utc)
     start = time.perf_counter()
     outcome = sweep.run(STUDY, manifest, store, show_progress=False)
@@ -128,7 +129,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
 
     with tempfile.TemporaryDirectory() as root:
-        sweep.start_ray(None)
+        ray_setup.start_ray(None)
         t_packed, packed, startup_c, packs = run_tune(os.path.join(root, "c"), seeds, epochs, pack=None)
         print(f"(c) packed Tune trials:        {t_packed:7.1f} s  ({len(packs)} packs; {startup_c:.1f} s "
               "before the first began training)", file=sys.stderr)

@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("study")
     s.add_argument("--results", default="./results")
     s.add_argument("--out", default=None, help="output folder (default ./report/STUDY)")
-    s.add_argument("--sweep", default=None, help="sweep id (default: the latest)")
+    s.add_argument("--sweep", action="append", default=None, metavar="ID",
+                   help="a sweep id, repeatable, or 'all' (default: the latest)")
     s.set_defaults(func=cmd_report)
     return p
 
@@ -93,7 +94,8 @@ def _assignments(study, items: list[str], grid: bool) -> dict:
 
 
 def cmd_run(args) -> int:
-    from lookinside import sweep
+    from lookinside import manifest as manifest_io
+    from lookinside import planning, ray_setup, sweep
     from lookinside.results import Store
 
     study = studies.get(args.study)
@@ -107,7 +109,7 @@ def cmd_run(args) -> int:
         raise UserError(f"--cpus-per-trial must lie in (0, {os.cpu_count()}] on this machine")
     if args.gpus_per_trial < 0 or args.gpus_per_trial > 1 and args.gpus_per_trial != int(args.gpus_per_trial):
         raise UserError("--gpus-per-trial must be a fraction in [0, 1] or a whole number")
-    if args.gpus_per_trial > 0 and not args.address and not _local_gpus():
+    if args.gpus_per_trial > 0 and not args.address and not ray_setup.local_gpus():
         raise UserError("--gpus-per-trial needs a GPU, and this machine has none (or use --address)")
     if args.max_failures < 0:
         raise UserError("--max-failures must be >= 0")
@@ -116,20 +118,23 @@ def cmd_run(args) -> int:
     pack = None if args.pack == "auto" else _positive_int(args.pack, "--pack")
     store = Store(args.results)
     store.check_writable_root()
-    resources = sweep.Resources(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                                max_failures=args.max_failures, checkpoint_seconds=args.checkpoint_seconds,
-                                pack=pack)
-    manifest = sweep.plan(study, args.preset, values, grid, store, resources)
+    resources = planning.Resources(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                                   max_failures=args.max_failures, checkpoint_seconds=args.checkpoint_seconds,
+                                   pack=pack)
+    configs = study.configs(args.preset, values, grid)
     if study.prepare:
-        study.prepare([cfg.from_dict(study.config, t["config"]) for t in manifest["trials"]])
-    sweep.start_ray(args.address)      # a cluster that cannot be joined fails before anything is written
-    sweep.write_manifest(store, manifest)
+        study.prepare(configs, store)
+    ray_setup.start_ray(args.address)  # a cluster that cannot be joined fails before anything is written
+    capacity = ray_setup.capacity(args.address, gpus=args.gpus_per_trial > 0)
+    manifest = planning.plan(study, args.preset, values, grid, store, resources, capacity)
+    manifest_io.write(store, manifest)
     print(f"sweep {manifest['sweep_id']}: {len(manifest['trials'])} trials of {study.name} "
           f"({args.preset}) in {len(manifest['packs'])} packs", file=sys.stderr)
     return _finish(sweep.run(study, manifest, store, args.address, show_progress=not args.quiet))
 
 
 def cmd_resume(args) -> int:
+    from lookinside import manifest as manifest_io
     from lookinside import sweep
     from lookinside.results import Store
 
@@ -141,7 +146,7 @@ def cmd_resume(args) -> int:
         raise UserError(f"expected ROOT/STUDY/SWEEP_ID, got {args.sweep!r}")
     study = studies.get(study_name)
     store = Store(root)
-    manifest = sweep.read_manifest(store, study_name, sweep_id)
+    manifest = manifest_io.read(store, study_name, sweep_id)
     print(f"resuming sweep {sweep_id} of {study_name}", file=sys.stderr)
     return _finish(sweep.run(study, manifest, store, args.address, resume=True,
                              show_progress=not args.quiet))
@@ -162,14 +167,11 @@ def cmd_report(args) -> int:
 
     study = studies.get(args.study)
     out = args.out or os.path.join("report", study.name)
+    if args.sweep and "all" in args.sweep and len(args.sweep) > 1:
+        raise UserError("--sweep all stands alone")
     index = report.build(study, args.results, out, args.sweep)
     print(index)
     return 0
-
-
-def _local_gpus() -> int:
-    import torch
-    return torch.cuda.device_count()
 
 
 def _positive_int(text: str, flag: str) -> int:

@@ -6,50 +6,68 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 
 import matplotlib
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from lookinside.results import TRIALS, TRIALS_SCHEMA, ResultsError, Store
-from lookinside.study import Study
+from lookinside.errors import UserError
+from lookinside.results import TRIALS, ResultsError, Store
+from lookinside.study import Figure, Study
+from lookinside.trials import TRIALS_SCHEMA, all_schemas
 
 matplotlib.use("Agg")
 
 
-def load_sweep(study: Study, root: str, sweep_id: str | None = None) -> tuple[str, dict[str, pa.Table]]:
-    """The id and every table of one sweep (the latest when `sweep_id` is None)."""
-    from lookinside.sweep import all_schemas
-
+def load_sweeps(study: Study, root: str, sweeps: Sequence[str] | None = None) -> tuple[list[str], dict[str, pa.Table]]:
+    """The ids and tables of some sweeps of `study`: None for the latest, ["all"] for every
+    one, else the ids given. Study tables hold only the columns its figures read (when the
+    study names them: `Study.figure_columns`)."""
     store = Store(root)
-    sweeps = store.sweeps(study.name)
-    if not sweeps:
+    known = store.sweeps(study.name)
+    if not known:
         # Loading says why: no root, a file for a root, or no results of this study.
         store.load(study.name, TRIALS)
         raise ResultsError(f"no results for study {study.name} under {root}")
-    if sweep_id is None:
-        sweep_id = sweeps[-1]
-    elif sweep_id not in sweeps:
-        raise ResultsError(f"no sweep {sweep_id} of study {study.name} under {root}; "
-                           f"known: {', '.join(sweeps)}")
+    if not sweeps:
+        sweeps = [known[-1]]
+    elif list(sweeps) == ["all"]:
+        sweeps = known
+    for sweep_id in sweeps:
+        if sweep_id not in known:
+            raise ResultsError(f"no sweep {sweep_id} of study {study.name} under {root}; known: {', '.join(known)}")
+    sweeps = list(dict.fromkeys(sweeps))
+    wanted = study.figure_columns or {}
     tables = {}
     for name, schema in all_schemas(study).items():
-        if name != TRIALS and not store.exists(store.partition_dir(study.name, name, sweep_id)):
+        columns = wanted.get(name)
+        present = [s for s in sweeps if name == TRIALS or store.exists(store.partition_dir(study.name, name, s))]
+        if not present:
             # A sweep whose every trial failed has a `trials` table and nothing else.
-            tables[name] = schema.empty_table().append_column("sweep_id", pa.array([], pa.string()))
+            empty = schema.empty_table().append_column("sweep_id", pa.array([], pa.string()))
+            tables[name] = empty.select([*columns, "sweep_id"]) if columns else empty
         else:
-            tables[name] = store.load(study.name, name, sweep_id, schema)
-    return sweep_id, tables
+            tables[name] = store.load(study.name, name, present, schema, columns=columns)
+    return sweeps, tables
 
 
-def build(study: Study, root: str, out: str, sweep_id: str | None = None) -> str:
-    sweep_id, tables = load_sweep(study, root, sweep_id)
+def load_sweep(study: Study, root: str, sweep_id: str | None = None) -> tuple[str, dict[str, pa.Table]]:
+    """The id and every table of one sweep (the latest when `sweep_id` is None)."""
+    sweeps, tables = load_sweeps(study, root, None if sweep_id is None else [sweep_id])
+    return sweeps[0], tables
+
+
+def build(study: Study, root: str, out: str, sweeps: Sequence[str] | None = None) -> str:
+    sweeps, tables = load_sweeps(study, root, sweeps)
+    _check_out(out)
     os.makedirs(out, exist_ok=True)
     figures = study.figures(tables, out)
-    trials = _trials_view(tables[TRIALS])
+    trials = _trials_view(tables[TRIALS], several=len(sweeps) > 1)
     if study.summary is not None:
         trials = _join(trials, study.summary(tables))
-    page = _page(study, sweep_id, root, figures, trials)
+    page = _page(study, sweeps, root, figures, trials)
     index = os.path.join(out, "index.html")
     with open(index + ".tmp", "w") as f:
         f.write(page)
@@ -57,12 +75,42 @@ def build(study: Study, root: str, out: str, sweep_id: str | None = None) -> str
     return index
 
 
-def _trials_view(trials: pa.Table) -> pa.Table:
-    """trial_id, status, attempt, the config fields that vary across the sweep, error."""
+def _check_out(out: str) -> None:
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise UserError(f"--out {out} is a file, not a folder")
+
+
+# --- helpers for a study's figures module ------------------------------------------------
+
+def finished_trials(trials: pa.Table, fields: Sequence[str]) -> pd.DataFrame:
+    """The finished trials' ids (and sweep ids) with the config fields figures group by."""
+    frame = trials.to_pandas()
+    frame = frame[frame["status"] == "TERMINATED"]
+    return frame[["trial_id", *[f for f in fields if f != "trial_id"]]]
+
+
+def with_config(table: pa.Table, keys: pd.DataFrame) -> pd.DataFrame:
+    """A study table's rows joined with their trials' config fields (from `finished_trials`);
+    rows of unfinished trials drop out."""
+    return table.to_pandas().merge(keys, on="trial_id")
+
+
+def save_figure(fig, out: str, filename: str, title: str, caption: str, **savefig) -> Figure:
+    """Saves a matplotlib figure as out/filename (PNG), closes it, and returns its entry
+    for the report; `caption` should say what this run's data show."""
+    import matplotlib.pyplot as plt
+
+    fig.savefig(os.path.join(out, filename), **{"dpi": 110, "bbox_inches": "tight", **savefig})
+    plt.close(fig)
+    return Figure(filename, title, caption)
+
+
+def _trials_view(trials: pa.Table, several: bool = False) -> pa.Table:
+    """trial_id, (sweep_id,) status, attempt, the config fields that vary, error."""
     platform_columns = set(TRIALS_SCHEMA.names) | {"sweep_id"}
     varying = [c for c in trials.column_names if c not in platform_columns
                and pc.count_distinct(trials[c]).as_py() > 1]
-    columns = ["trial_id", "status", "attempt"] + varying + ["error"]
+    columns = ["trial_id", *(["sweep_id"] if several else []), "status", "attempt"] + varying + ["error"]
     return trials.select(columns).sort_by("trial_id")
 
 
@@ -72,18 +120,19 @@ def _join(trials: pa.Table, summary: pa.Table) -> pa.Table:
     return trials.join(summary, "trial_id", join_type="left outer").sort_by("trial_id")
 
 
-def _page(study: Study, sweep_id: str, root: str, figures, trials: pa.Table) -> str:
+def _page(study: Study, sweeps: list[str], root: str, figures, trials: pa.Table) -> str:
     counts = pc.value_counts(trials["status"]).to_pylist()
     status = ", ".join(f"{c['counts']} {c['values']}" for c in counts)
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(study.name)} {html.escape(sweep_id)}</title>",
+        f"<title>{html.escape(study.name)} {html.escape(', '.join(sweeps))}</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
         "figure{display:inline-block;margin:1em;vertical-align:top;max-width:560px}"
         "img{max-width:100%}table{border-collapse:collapse;font-size:13px}"
         "td,th{border:1px solid #ccc;padding:2px 6px}.ERROR{background:#fdd}</style></head><body>",
         f"<h1>{html.escape(study.title)}</h1>",
-        f"<p>Sweep <code>{html.escape(sweep_id)}</code> under <code>{html.escape(str(root))}</code>: "
+        f"<p>{'Sweeps' if len(sweeps) > 1 else 'Sweep'} "
+        f"{', '.join(f'<code>{html.escape(s)}</code>' for s in sweeps)} under <code>{html.escape(str(root))}</code>: "
         f"{trials.num_rows} trials ({html.escape(status)}).</p>",
     ]
     for fig in figures:

@@ -1,11 +1,16 @@
 """The results store: hive-partitioned Parquet datasets under a local path or an s3:// URI.
 
-    ROOT/<study>/<table>/sweep=<sweep_id>/part-<trial_id>-<uuid>.parquet
+    ROOT/<study>/<table>/sweep_id=<sweep_id>/part-<trial_id>-<part>.parquet   committed rows
+    ROOT/<study>/<sweep_id>/staging/<trial_id>/<table>/<part>.parquet          rows of a running trial
+    ROOT/<study>/<sweep_id>/artifacts/<trial_id>/<name>/                       files a trial keeps
 
-Each trial's rows of one table are one file, written atomically (a temporary name and a
-rename on a local disk; a single object PUT on S3). A trial that runs again (a retry, a
-resumed sweep) first removes its own earlier files, and writes its `trials` row last, so
-a `trials` row marks a trial whose rows are all there.
+A running trial writes its rows in parts (32 hex digits each, in the order written) to its
+staging folder, which no reader of the tables looks at. Committing a trial moves its parts
+into the table partitions under their final names (a rename on a local disk, a server-side
+copy on S3), then writes its `trials` row: that row marks a trial whose rows are all there,
+and `load` returns only rows of trials that have it. A trial that runs again (a retry, a
+resumed sweep) drops staged parts that its checkpoint does not list, and committed files of
+its own that its part list does not name, so no row is lost or written twice.
 """
 
 from __future__ import annotations
@@ -13,9 +18,10 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -23,25 +29,20 @@ import pyarrow.parquet as pq
 from lookinside.errors import UserError, one_line
 
 TRIALS = "trials"
+PARTITION = "sweep_id"
 
-# The platform's own table, in every study; `config_schema` adds one column per scalar field.
-TRIALS_SCHEMA = pa.schema([
-    ("trial_id", pa.string()),
-    ("study", pa.string()),
-    ("status", pa.string()),          # TERMINATED or ERROR
-    ("attempt", pa.int64()),          # 1 for the first run of the trial
-    ("node", pa.string()),
-    ("started_at", pa.timestamp("us", tz="UTC")),
-    ("finished_at", pa.timestamp("us", tz="UTC")),
-    ("config", pa.string()),          # the whole config as JSON
-    ("error", pa.string()),           # why, when status is ERROR
-])
-
-_SWEEP_PARTITIONING = ds.partitioning(pa.schema([("sweep", pa.string())]), flavor="hive")
+_SWEEP_PARTITIONING = ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
+_PART_SUFFIX = 41        # "-" + 32 hex digits + ".parquet"
 
 
 class ResultsError(UserError, RuntimeError):
     """Missing, unreadable or corrupt results; its message is one line meant for the user."""
+
+
+def new_part_name(sequence: int) -> str:
+    """32 hex digits: the part's sequence number (so a trial's parts sort in the order they
+    were written) and a random tail (so two attempts never pick the same name)."""
+    return f"{sequence:08x}{uuid.uuid4().hex[:24]}"
 
 
 class Store:
@@ -49,6 +50,8 @@ class Store:
 
     def __init__(self, root: str):
         self.root = str(root)
+        if not self.root.strip():
+            raise ResultsError("results root is empty; give a folder or an s3://bucket/prefix URI")
         try:
             if "://" in self.root:
                 self.fs, path = pafs.FileSystem.from_uri(self.root)
@@ -57,11 +60,17 @@ class Store:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as err:
             raise ResultsError(f"results root {self.root!r} cannot be opened: {one_line(err)}") from None
         self.path = path.rstrip("/")
+        if not self.path:
+            raise ResultsError(f"results root {self.root!r} names no bucket")
 
     @property
     def uri(self) -> str:
         """The root as a string other processes (and Ray Tune) can open."""
         return self.root if "://" in self.root else self.path
+
+    @property
+    def local(self) -> bool:
+        return isinstance(self.fs, pafs.LocalFileSystem)
 
     def check_writable_root(self) -> None:
         """Fails with one line unless the root is, or can become, a folder we can write;
@@ -69,7 +78,7 @@ class Store:
         info = self._info(self.path)
         if info.type == pafs.FileType.File:
             raise ResultsError(f"results root {self.root!r} is a file, not a directory")
-        if not isinstance(self.fs, pafs.LocalFileSystem):
+        if not self.local:
             return  # object stores: the first write says (as one line) if it may not
         existing = self.path
         while not os.path.exists(existing):
@@ -98,33 +107,102 @@ class Store:
         base, sep, query = self.uri.partition("?")
         return "/".join([base.rstrip("/"), *parts]) + sep + query
 
+    def uri_of(self, path: str) -> str:
+        """The URI of a path of this store's file system (as `uri_under` gives it)."""
+        return self.uri_under(*path[len(self.path):].strip("/").split("/"))
+
     def partition_dir(self, study: str, table: str, sweep_id: str) -> str:
-        return f"{self.path}/{study}/{table}/sweep={sweep_id}"
+        return f"{self.path}/{study}/{table}/{PARTITION}={sweep_id}"
+
+    def staging_dir(self, study: str, sweep_id: str, trial_id: str) -> str:
+        return f"{self.sweep_dir(study, sweep_id)}/staging/{trial_id}"
+
+    def artifact_dir(self, study: str, sweep_id: str, trial_id: str, name: str) -> str:
+        return f"{self.sweep_dir(study, sweep_id)}/artifacts/{trial_id}/{name}"
 
     # --- writing -------------------------------------------------------------------
 
+    def _write_file(self, final: str, data: pa.Table) -> None:
+        try:
+            self.fs.create_dir(os.path.dirname(final), recursive=True)
+            if self.local:
+                # Readers skip names that start with '.', and ours does not end in .parquet.
+                temporary = f"{os.path.dirname(final)}/.{os.path.basename(final)}.tmp"
+                pq.write_table(data, temporary, filesystem=self.fs)
+                self.fs.move(temporary, final)
+            else:  # object stores: one PUT, visible whole or not at all
+                pq.write_table(data, final, filesystem=self.fs)
+        except OSError as err:
+            raise ResultsError(f"cannot write {final}: {one_line(err)}") from None
+
     def write(self, study: str, table: str, sweep_id: str, trial_id: str, data: pa.Table) -> str:
-        directory = self.partition_dir(study, table, sweep_id)
-        self.fs.create_dir(directory, recursive=True)
-        final = f"{directory}/part-{trial_id}-{uuid.uuid4().hex}.parquet"
-        if isinstance(self.fs, pafs.LocalFileSystem):
-            # Readers skip names that start with '.', and ours does not end in .parquet.
-            temporary = f"{directory}/.{os.path.basename(final)}.tmp"
-            pq.write_table(data, temporary, filesystem=self.fs)
-            self.fs.move(temporary, final)
-        else:  # object stores: one PUT, visible whole or not at all
-            pq.write_table(data, final, filesystem=self.fs)
+        """Writes committed rows of one trial as one file (the `trials` row, say)."""
+        final = f"{self.partition_dir(study, table, sweep_id)}/part-{trial_id}-{uuid.uuid4().hex}.parquet"
+        self._write_file(final, data)
         return final
 
+    def stage(self, study: str, sweep_id: str, trial_id: str, table: str, part: str, data: pa.Table) -> None:
+        """Writes one part of a running trial's rows where no reader looks."""
+        self._write_file(f"{self.staging_dir(study, sweep_id, trial_id)}/{table}/{part}.parquet", data)
+
+    def staged(self, study: str, sweep_id: str, trial_id: str) -> dict[str, list[str]]:
+        """table -> the staged parts of one trial, in the order written."""
+        parts: dict[str, list[str]] = {}
+        for info in self._list(self.staging_dir(study, sweep_id, trial_id), recursive=True):
+            name = os.path.basename(info.path)
+            if info.type == pafs.FileType.File and name.endswith(".parquet") and not name.startswith("."):
+                parts.setdefault(os.path.basename(os.path.dirname(info.path)), []).append(name[:-8])
+        return {table: sorted(names) for table, names in parts.items()}
+
+    def read_staged(self, study: str, sweep_id: str, trial_id: str, table: str, parts: Sequence[str],
+                    schema: pa.Schema) -> pa.Table:
+        directory = f"{self.staging_dir(study, sweep_id, trial_id)}/{table}"
+        tables = [pq.read_table(f"{directory}/{p}.parquet", filesystem=self.fs, schema=schema) for p in parts]
+        return pa.concat_tables(tables) if tables else schema.empty_table()
+
+    def drop_staged(self, study: str, sweep_id: str, trial_id: str, keep: dict[str, Sequence[str]]) -> None:
+        """Deletes staged parts of one trial that `keep` (table -> parts) does not list."""
+        directory = self.staging_dir(study, sweep_id, trial_id)
+        for table, names in self.staged(study, sweep_id, trial_id).items():
+            for name in set(names) - set(keep.get(table, ())):
+                self.fs.delete_file(f"{directory}/{table}/{name}.parquet")
+
+    def commit_parts(self, study: str, sweep_id: str, trial_id: str, table: str, parts: Sequence[str]) -> None:
+        """Makes the listed parts the trial's committed rows of `table`: its committed files
+        that the list does not name go (an earlier attempt's), then each staged part moves
+        into the partition. Safe to repeat after a crash half-way (a moved part is there)."""
+        directory = self.partition_dir(study, table, sweep_id)
+        final = {p: f"{directory}/part-{trial_id}-{p}.parquet" for p in parts}
+        keep = set(final.values())
+        for path in self.trial_files(study, table, sweep_id).get(trial_id, []):
+            if path not in keep:
+                self.fs.delete_file(path)
+        if parts:
+            self.fs.create_dir(directory, recursive=True)
+        staging = f"{self.staging_dir(study, sweep_id, trial_id)}/{table}"
+        for part, path in final.items():
+            source = f"{staging}/{part}.parquet"
+            if self.exists(source):
+                self.fs.move(source, path)
+            elif not self.exists(path):
+                raise ResultsError(f"part {part} of trial {trial_id} ({table}) is neither staged nor committed")
+
+    def clear_staging(self, study: str, sweep_id: str, trial_id: str) -> None:
+        directory = self.staging_dir(study, sweep_id, trial_id)
+        if self.exists(directory):
+            self.fs.delete_dir(directory)
+
     def remove_trials(self, study: str, tables: Iterable[str], sweep_id: str, trial_ids: Iterable[str]) -> None:
-        """Removes every file of these trials (from earlier attempts) in these tables; one
-        listing per table, however many trials."""
+        """Removes every committed file and staged part of these trials in these tables;
+        one listing per table, however many trials."""
         wanted = set(trial_ids)
         for table in tables:
             for trial_id, paths in self.trial_files(study, table, sweep_id).items():
                 if trial_id in wanted:
                     for path in paths:
                         self.fs.delete_file(path)
+        for trial_id in wanted:
+            self.clear_staging(study, sweep_id, trial_id)
 
     def committed_statuses(self, study: str, sweep_id: str, trial_ids: Iterable[str]) -> dict[str, str | None]:
         """Each trial's status in its `trials` row, or None when it has none yet."""
@@ -141,9 +219,36 @@ class Store:
         files: dict[str, list[str]] = {}
         for info in self._list(self.partition_dir(study, table, sweep_id)):
             name = os.path.basename(info.path)
-            if name.startswith("part-") and name.endswith(".parquet") and len(name) > 46:
-                files.setdefault(name[5:-41], []).append(info.path)
+            if name.startswith("part-") and name.endswith(".parquet") and len(name) > 5 + _PART_SUFFIX:
+                files.setdefault(name[5:-_PART_SUFFIX], []).append(info.path)
         return {trial_id: sorted(paths) for trial_id, paths in files.items()}
+
+    # --- artifacts -------------------------------------------------------------------
+
+    def scratch_for(self, path: str) -> str:
+        """A new local folder to fill before `replace_dir(scratch, path)`: beside `path` on a
+        local root (so the swap is a rename), a temporary folder otherwise."""
+        if self.local:
+            scratch = f"{os.path.dirname(path)}/.{os.path.basename(path)}.tmp-{uuid.uuid4().hex[:8]}"
+            os.makedirs(scratch)
+            return scratch
+        import tempfile
+        return tempfile.mkdtemp(prefix="lookinside-artifact-")
+
+    def replace_dir(self, scratch: str, path: str) -> None:
+        """Puts the folder `scratch` (from `scratch_for`) at `path`, replacing what was there."""
+        import shutil
+        if self.local:
+            old = f"{os.path.dirname(path)}/.{os.path.basename(path)}.old-{uuid.uuid4().hex[:8]}"
+            if os.path.exists(path):
+                os.rename(path, old)
+            os.rename(scratch, path)
+            shutil.rmtree(old, ignore_errors=True)
+            return
+        if self.exists(path):
+            self.fs.delete_dir(path)
+        pafs.copy_files(scratch, path, source_filesystem=pafs.LocalFileSystem(), destination_filesystem=self.fs)
+        shutil.rmtree(scratch, ignore_errors=True)
 
     # --- small JSON documents (sweep manifests, attempt markers) -------------------
 
@@ -169,48 +274,86 @@ class Store:
 
     def sweeps(self, study: str) -> list[str]:
         """Sweep ids with a `trials` partition, oldest first (ids begin with their time)."""
-        return sorted(os.path.basename(i.path)[len("sweep="):] for i in self._list(f"{self.path}/{study}/{TRIALS}")
-                      if i.type == pafs.FileType.Directory and os.path.basename(i.path).startswith("sweep="))
+        prefix = f"{PARTITION}="
+        return sorted(os.path.basename(i.path)[len(prefix):] for i in self._list(f"{self.path}/{study}/{TRIALS}")
+                      if i.type == pafs.FileType.Directory and os.path.basename(i.path).startswith(prefix))
+
+    def require_sweep(self, study: str, sweep_id: str) -> None:
+        """One line unless `sweep_id` of `study` has results here (for studies that read
+        another sweep's tables, checked before anything runs)."""
+        if sweep_id not in self.sweeps(study):
+            raise ResultsError(f"no sweep {sweep_id} of study {study} under {self.root}")
 
     # --- reading ---------------------------------------------------------------------
 
-    def load(self, study: str, table: str, sweep_id: str | None = None,
-             schema: pa.Schema | None = None) -> pa.Table:
-        directory = f"{self.path}/{study}/{table}"
+    def load(self, study: str, table: str, sweep_id: str | Sequence[str] | None = None,
+             schema: pa.Schema | None = None, columns: Sequence[str] | None = None,
+             filter: pc.Expression | None = None) -> pa.Table:
+        """Committed rows of `table`, with `sweep_id`: one sweep's, several, or all of them;
+        only `columns` (plus `sweep_id`) and only rows matching `filter` when given."""
         info = self._info(self.path)
         if info.type == pafs.FileType.File:
             raise ResultsError(f"results root {self.root!r} is a file, not a directory")
         if info.type == pafs.FileType.NotFound:
             raise ResultsError(f"results root {self.root!r} does not exist")
-        if sweep_id is not None:
-            directory = f"{directory}/sweep={sweep_id}"
-        if self._info(directory).type != pafs.FileType.Directory:
-            what = f"sweep {sweep_id} of " if sweep_id else ""
-            raise ResultsError(f"no '{table}' results for {what}study {study} under {self.root}")
+        base = f"{self.path}/{study}/{table}"
+        sweep_ids = [sweep_id] if isinstance(sweep_id, str) else sweep_id
+        directories = [base] if sweep_ids is None else [f"{base}/{PARTITION}={s}" for s in sweep_ids]
+        for directory, sid in zip(directories, sweep_ids or [None]):
+            if self._info(directory).type != pafs.FileType.Directory:
+                what = f"sweep {sid} of " if sid else ""
+                raise ResultsError(f"no '{table}' results for {what}study {study} under {self.root}")
+        if columns is not None:
+            columns = list(dict.fromkeys([*columns, PARTITION]))
+        committed = None
+        if table != TRIALS:
+            # Rows of a trial count once its `trials` row is there: a reader during a commit
+            # sees all of a trial's rows or none.
+            committed = pc.field("trial_id").isin(self._committed_ids(study, sweep_ids))
+        where = committed if filter is None else filter if committed is None else committed & filter
         try:
-            # The partition is read from the path below the table's folder, one sweep or all.
-            dataset = ds.dataset(directory, filesystem=self.fs, format="parquet", partitioning=_SWEEP_PARTITIONING,
-                                 partition_base_dir=f"{self.path}/{study}/{table}",
-                                 schema=None if schema is None else _with_sweep(schema))
-            result = dataset.to_table()
+            files = [i.path for d in directories for i in self._list(d, recursive=True)
+                     if i.type == pafs.FileType.File and _is_data_file(i.path)]
+            # The partition is read from the path below the table's folder.
+            dataset = ds.dataset(files, filesystem=self.fs, format="parquet", partitioning=_SWEEP_PARTITIONING,
+                                 partition_base_dir=base, schema=None if schema is None else _with_sweep(schema))
+            return dataset.to_table(columns=columns, filter=where)
         except (pa.ArrowException, OSError) as err:
-            raise ResultsError(self._explain_corrupt(directory, err)) from None
-        return result.rename_columns(["sweep_id" if c == "sweep" else c for c in result.column_names])
+            raise ResultsError(self._explain_corrupt(directories, err)) from None
 
-    def _explain_corrupt(self, directory: str, err: Exception) -> str:
-        for info in self._list(directory, recursive=True):
-            if info.type == pafs.FileType.File and info.path.endswith(".parquet"):
-                try:
-                    pq.read_metadata(info.path, filesystem=self.fs)
-                except Exception as bad:  # noqa: BLE001 - any failure marks the file as bad
-                    return f"corrupt Parquet file {info.path}: {one_line(bad)}"
-        return f"cannot read results in {directory}: {one_line(err)}"
+    def _committed_ids(self, study: str, sweep_ids: Sequence[str] | None) -> pa.Array:
+        base = f"{self.path}/{study}/{TRIALS}"
+        if sweep_ids is None and self._info(base).type != pafs.FileType.Directory:
+            return pa.array([], pa.string())
+        present = [s for s in sweep_ids or [None] if s is None or self.exists(f"{base}/{PARTITION}={s}")]
+        if not present:
+            return pa.array([], pa.string())
+        ids = self.load(study, TRIALS, None if present == [None] else present, columns=["trial_id"])["trial_id"]
+        return ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
+
+    def _explain_corrupt(self, directories: list[str], err: Exception) -> str:
+        for directory in directories:
+            for info in self._list(directory, recursive=True):
+                if info.type == pafs.FileType.File and _is_data_file(info.path):
+                    try:
+                        pq.read_metadata(info.path, filesystem=self.fs)
+                    except Exception as bad:  # noqa: BLE001 - any failure marks the file as bad
+                        return f"corrupt Parquet file {info.path}: {one_line(bad)}"
+        return f"cannot read results in {directories[0]}: {one_line(err)}"
+
+
+def _is_data_file(path: str) -> bool:
+    name = os.path.basename(path)
+    return not name.startswith((".", "_"))
 
 
 def _with_sweep(schema: pa.Schema) -> pa.Schema:
-    return schema.append(pa.field("sweep", pa.string())) if "sweep" not in schema.names else schema
+    return schema.append(pa.field(PARTITION, pa.string())) if PARTITION not in schema.names else schema
 
 
-def load(root: str, study: str, table: str, sweep_id: str | None = None) -> pa.Table:
-    """All rows of `table` of `study` under `root` (one sweep's, if given), with `sweep_id`."""
-    return Store(root).load(study, table, sweep_id)
+def load(root: str, study: str, table: str, sweep_id: str | Sequence[str] | None = None,
+         columns: Sequence[str] | None = None, filter: pc.Expression | None = None) -> pa.Table:
+    """Committed rows of `table` of `study` under `root`, with a `sweep_id` column: one
+    sweep's (a string), several (a list) or all (None); only `columns` and rows matching
+    `filter` (a pyarrow.compute expression, e.g. `pc.field("epoch") > 10`) when given."""
+    return Store(root).load(study, table, sweep_id, columns=columns, filter=filter)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import itertools
+import os
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -56,11 +57,22 @@ class Study:
     summary: Callable[[Mapping[str, pa.Table]], pa.Table] | None = None
     # Fields that may differ between members of one pack (they leave tensor shapes alone).
     pack_fields: frozenset[str] = frozenset()
-    # prepare(configs): checks that need more than the config (a dataset loads, say), run
-    # before anything starts; raises a UserError.
-    prepare: Callable[[list[Any]], None] | None = None
+    # prepare(configs, store): checks that need more than the config (a dataset loads, a
+    # source sweep exists in the results store: store.require_sweep(study, sweep_id)), run
+    # before anything starts or is written; raises a UserError.
+    prepare: Callable[[list[Any], Any], None] | None = None
     # Bytes one member holds while it trains, to size packs; None if unknown.
     member_bytes: Callable[[Any], int] | None = None
+    # resources(config, options) -> the trial's placement-group bundles, e.g. a learner's
+    # and one per RLlib env runner: [{"CPU": 1, "GPU": 0.5}, {"CPU": 1}]. Actors and tasks
+    # the trial starts run inside them. options: lookinside.planning.Resources (the
+    # --cpus-per-trial and --gpus-per-trial flags). Default: one bundle of those flags.
+    resources: Callable[[Any, Any], list[dict[str, float]]] | None = None
+    # member_state(state, i) -> the checkpoint state a pack of member i alone would have
+    # saved; lets a pack that raised be split member by member from its last checkpoint.
+    member_state: Callable[[Any, int], Any] | None = None
+    # table -> the columns the figures read, so that `report` loads only those.
+    figure_columns: Mapping[str, Sequence[str]] | None = None
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:
@@ -93,14 +105,31 @@ class Study:
         return n
 
 
-def names() -> list[str]:
+# Studies outside the package: modules (importable by every Ray worker) that expose STUDY,
+# comma-separated, e.g. LOOKINSIDE_STUDIES=my_lab.my_study.
+EXTRA_STUDIES = "LOOKINSIDE_STUDIES"
+
+
+def _modules() -> dict[str, str]:
     import lookinside.studies as pkg
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg)
+    found = {m.name: f"lookinside.studies.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg}
+    for module in filter(None, (m.strip() for m in os.environ.get(EXTRA_STUDIES, "").split(","))):
+        found[module.rpartition(".")[2]] = module
+    return found
+
+
+def names() -> list[str]:
+    return sorted(_modules())
 
 
 def get(name: str) -> Study:
-    known = names()
-    if name not in known:
-        raise StudyError(f"unknown study '{name}'; known: {', '.join(known)}")
-    module = importlib.import_module(f"lookinside.studies.{name}")
-    return module.STUDY
+    modules = _modules()
+    if name not in modules:
+        raise StudyError(f"unknown study '{name}'; known: {', '.join(sorted(modules))}")
+    try:
+        study = importlib.import_module(modules[name]).STUDY
+    except (ImportError, AttributeError) as err:
+        raise StudyError(f"study module {modules[name]} cannot be loaded: {err}") from None
+    if study.name != name:
+        raise StudyError(f"module {modules[name]} holds study {study.name!r}, not {name!r}")
+    return study

@@ -50,4 +50,5 @@ STUDY = Study(
     pack_fields=PACK_FIELDS,
     prepare=trial.prepare,
     member_bytes=trial.member_bytes,
+    member_state=trial.member_state,
 )

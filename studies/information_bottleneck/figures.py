@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 
 import matplotlib
@@ -10,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from lookinside import report
 from lookinside.study import Figure
 
 matplotlib.use("Agg")
@@ -22,13 +22,10 @@ ESTIMATOR_TITLES = {"bin_fixed": "binned, fixed range [-1, 1] (IDNNs)",
 
 def finished_trials(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
     """The finished trials' ids with the config fields that figures group by."""
-    trials = tables["trials"].to_pandas()
-    trials = trials[trials["status"] == "TERMINATED"]
-    return trials[["trial_id", "activation", "train_fraction", "seed", "hidden"]]
+    return report.finished_trials(tables["trials"], ["activation", "train_fraction", "seed", "hidden"])
 
 
-def with_keys(table: pa.Table, keys: pd.DataFrame) -> pd.DataFrame:
-    return table.to_pandas().merge(keys, on="trial_id")
+with_keys = report.with_config
 
 
 def _main_fraction(keys: pd.DataFrame) -> float:
@@ -66,13 +63,11 @@ def information_plane(tables, out: str) -> list[Figure]:
             ax.set_xlabel("I(X;T) [bits]")
             ax.set_ylabel("I(T;Y) [bits]")
     fig.colorbar(sc, ax=axes, label="epoch + 1", shrink=0.6)
-    name = "information_plane.png"
-    fig.savefig(os.path.join(out, name), dpi=110)
-    plt.close(fig)
-    return [Figure(name, "Information plane",
+    return [report.save_figure(fig, out, "information_plane.png", "Information plane",
                    f"Each layer's I(X;T) against I(T;Y) over training (colour: epoch), averaged over "
                    f"seeds, training fraction {fraction:g}; one column per activation, one row per estimator. "
-                   "Under tanh the layers first move right and up (fitting), then left (compression).")]
+                   "Under tanh the layers first move right and up (fitting), then left (compression).",
+                   bbox_inches=None)]
 
 
 def compression(tables, out: str) -> list[Figure]:
@@ -98,10 +93,7 @@ def compression(tables, out: str) -> list[Figure]:
         ax.set_xlabel("epoch + 1")
         ax.legend()
     axes[0].set_ylabel(f"I(X;T{last_hidden}) [bits]")
-    name = "compression.png"
-    fig.savefig(os.path.join(out, name), dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return [Figure(name, "Compression in the last hidden layer",
+    return [report.save_figure(fig, out, "compression.png", "Compression in the last hidden layer",
                    f"I(X;T{last_hidden}) against epoch, mean and std over seeds. The IB paper's compression "
                    "is the fall after the peak; Saxe et al. find it under tanh but not under ReLU.")]
 
@@ -128,10 +120,7 @@ def gradients(tables, out: str) -> list[Figure]:
         ax.set_xlabel("epoch")
     axes[0][0].set_ylabel("norm")
     axes[0][-1].legend(fontsize=6)
-    name = "gradients.png"
-    fig.savefig(os.path.join(out, name), dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return [Figure(name, "Gradient signal and noise",
+    return [report.save_figure(fig, out, "gradients.png", "Gradient signal and noise",
                    "Per layer, the norm of the mean and of the std of the gradients of the batches trained on "
                    "in each epoch (mean over seeds). Drift: mean above std; diffusion: std above mean.")]
 
@@ -156,10 +145,7 @@ def train_fractions(tables, out: str) -> list[Figure]:
         ax.set_title(f"{act}, {fraction:.0%} training data", fontsize=9)
         ax.set_xlabel("I(X;T) [bits]")
     axes[0][0].set_ylabel("I(T;Y) [bits]")
-    name = "train_fractions.png"
-    fig.savefig(os.path.join(out, name), dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return [Figure(name, "Training-set size",
+    return [report.save_figure(fig, out, "train_fractions.png", "Training-set size",
                    "Information planes for each training fraction (binned, fixed range). With little "
                    "data, I(T;Y) falls during compression: overfitting.")]
 

@@ -51,7 +51,7 @@ def member_bytes(config: IBConfig) -> int:
     return per_measurement + kept
 
 
-def prepare(configs: list[IBConfig]) -> None:
+def prepare(configs: list[IBConfig], store=None) -> None:
     """Loads every dataset a sweep names once, so a bad file fails before anything runs."""
     for path in {c.dataset_path for c in configs if c.dataset_path}:
         load_dataset(path, 0)
@@ -98,7 +98,6 @@ def train(configs: list[IBConfig], session) -> None:
     for p in session.failures:
         alive[p] = False
 
-    rows = _Rows(P)
     grad_sum = torch.zeros(P, model.n_params, device=device)
     grad_sq = torch.zeros(P, model.n_params, device=device)
     n_steps = torch.zeros(P, 1, device=device)
@@ -115,19 +114,27 @@ def train(configs: list[IBConfig], session) -> None:
                 alive[p] = False
                 model.params[p] = 0.0
         if epoch in logged_set:
-            outs = _measure(rows, model, configs, x, y, train_mask, epoch, rules, kde_set,
+            outs = _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
                             grad_sum, grad_sq, n_steps.view(-1) if epoch > 0 else None, alive)
             if observed is not None:
                 observed.keep(int(np.searchsorted(logged, epoch)), model, outs)
 
         def state(epoch=epoch) -> dict:
-            rows.flush(session)             # the snapshot taken next holds every row so far
             return {"params": model.params, "optimizer": opt.state(), "generators": [g.get_state() for g in gens],
                     "epoch": epoch + 1, "observed": None if observed is None else observed.state(), "alive": alive}
         session.checkpoint(state)
     if observed is not None:
-        _observed_binning(rows, model, configs, x, y, logged, observed, alive)
-    rows.flush(session)
+        _observed_binning(session, model, configs, x, y, logged, observed, alive)
+
+
+def member_state(state: dict, i: int) -> dict:
+    """Member i's share of a pack's checkpoint state: every per-member tensor's row i."""
+    def row(t):
+        return t[i:i + 1].clone()
+    observed = state["observed"]
+    return {"params": row(state["params"]), "optimizer": {k: row(v) for k, v in state["optimizer"].items()},
+            "generators": [state["generators"][i]], "epoch": state["epoch"], "alive": row(state["alive"]),
+            "observed": None if observed is None else {k: row(v) for k, v in observed.items()}}
 
 
 def _train_epoch(model, opt, batches, gens, alive, grad_sum, grad_sq, n_steps, track) -> None:
@@ -198,33 +205,7 @@ class _Batches:
         return self.gathered[..., :d], self.neg_target
 
 
-class _Rows:
-    """The pack's rows, buffered as numpy arrays for all members at once and handed to the
-    session one table and member at a time at each checkpoint and at the end: a record
-    batch per member and table then, where one per logged epoch (5,760 for a pack of 32
-    at 60 logged epochs) cost 4% of the pack's time."""
-
-    def __init__(self, members: int):
-        self.members = members
-        self.parts: dict[str, list] = {}        # table -> [(shared columns, per-member columns, alive)]
-
-    def add(self, table: str, alive: torch.Tensor, shared: dict, per_member: dict) -> None:
-        """Rows for the members alive now: shared columns (n,) are the same for every
-        member, per-member ones are (P, n)."""
-        self.parts.setdefault(table, []).append((shared, per_member, alive.cpu().numpy().copy()))
-
-    def flush(self, session) -> None:
-        for table, parts in self.parts.items():
-            for p in range(self.members):
-                mine = [(shared, own) for shared, own, alive in parts if alive[p]]
-                if mine:
-                    columns = {k: np.concatenate([shared[k] for shared, _ in mine]) for k in mine[0][0]}
-                    columns |= {k: np.concatenate([own[k][p] for _, own in mine]) for k in mine[0][1]}
-                    session.add_rows(table, p, columns)
-        self.parts.clear()
-
-
-def _measure(rows: _Rows, model, configs, x, y, train_mask, epoch, rules, kde_set,
+def _measure(session, model, configs, x, y, train_mask, epoch, rules, kde_set,
              grad_sum, grad_sq, n_steps, alive) -> list[torch.Tensor]:
     """Measures the pack on every input and buffers this epoch's rows; returns every
     layer's activations, (P, N, width) each."""
@@ -257,15 +238,16 @@ def _measure(rows: _Rows, model, configs, x, y, train_mask, epoch, rules, kde_se
 
     layers = np.arange(1, L + 1)
     epochs = np.full(L, epoch)
+    alive_mask = alive.cpu().numpy()
     for name, (i_xt, i_ty) in info.items():
-        rows.add("information", alive, {"epoch": epochs, "layer": layers, "estimator": np.full(L, name)},
-                 {"i_xt": i_xt.numpy(), "i_ty": i_ty.numpy()})
-    rows.add("metrics", alive, {"epoch": np.array([epoch])},
-             {k: v.to(torch.float64).numpy()[:, None] for k, v in metrics.items()})
+        session.add_pack_rows("information", {"epoch": epochs, "layer": layers, "estimator": np.full(L, name)},
+                              {"i_xt": i_xt.numpy(), "i_ty": i_ty.numpy()}, alive_mask)
+    session.add_pack_rows("metrics", {"epoch": np.array([epoch])},
+                          {k: v.to(torch.float64).numpy()[:, None] for k, v in metrics.items()}, alive_mask)
     if n_steps is not None:
         norms = _gradient_norms(model, grad_sum, grad_sq, n_steps)
-        rows.add("gradients", alive, {"epoch": epochs, "layer": layers},
-                 dict(zip(("grad_mean_norm", "grad_std_norm", "weight_norm"), norms)))
+        session.add_pack_rows("gradients", {"epoch": epochs, "layer": layers},
+                              dict(zip(("grad_mean_norm", "grad_std_norm", "weight_norm"), norms)), alive_mask)
     return outs
 
 
@@ -317,7 +299,7 @@ class _Observed:
         return self
 
 
-def _observed_binning(rows: _Rows, model, configs, x, y, logged, observed: _Observed, alive) -> None:
+def _observed_binning(session, model, configs, x, y, logged, observed: _Observed, alive) -> None:
     """Saxe et al.'s rule: bins spanning each layer's min..max over the whole run. The
     activations of every logged epoch are recomputed from that epoch's parameters: the
     same ops on the same values, so the same numbers as the run measured."""
@@ -348,7 +330,7 @@ def _observed_binning(rows: _Rows, model, configs, x, y, logged, observed: _Obse
             lo, hi = (b[:, layer].view(1, P, 1, 1) for b in (observed.lo, observed.hi))
             i_xt[:, g0:g1, layer], i_ty[:, g0:g1, layer] = (
                 v.T.cpu() for v in estimators.binned_information(acts, y, c0.bins, lo, hi))
-    rows.add("information", alive,
-             {"epoch": np.repeat(epochs, L), "layer": np.tile(np.arange(1, L + 1), len(epochs)),
-              "estimator": np.full(L * len(epochs), "bin_observed")},
-             {"i_xt": i_xt.flatten(1).numpy(), "i_ty": i_ty.flatten(1).numpy()})
+    session.add_pack_rows("information",
+                          {"epoch": np.repeat(epochs, L), "layer": np.tile(np.arange(1, L + 1), len(epochs)),
+                           "estimator": np.full(L * len(epochs), "bin_observed")},
+                          {"i_xt": i_xt.flatten(1).numpy(), "i_ty": i_ty.flatten(1).numpy()}, alive.cpu().numpy())

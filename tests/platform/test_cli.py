@@ -19,12 +19,21 @@ def tree(path):
 
 
 def test_list_names_studies_presets_and_grid_sizes():
+    from lookinside import study as studies
     out = lookinside("list")
     assert out.returncode == 0
-    lines = out.stdout.splitlines()
-    assert lines[0].startswith("information_bottleneck:")
-    sizes = {line.split()[0]: int(line.split()[1]) for line in lines[1:4]}
-    assert sizes == {"smoke": 4, "laptop": 30, "paper": 300}
+    listed, current = {}, None
+    for line in out.stdout.splitlines():
+        if not line.startswith(" "):
+            current = line.split(":")[0]
+            listed[current] = {}
+        else:
+            listed[current][line.split()[0]] = int(line.split()[1])
+    # Every study the package holds, each preset with its grid's size (however many studies there are).
+    assert sorted(listed) == studies.names() and listed
+    for name, presets in listed.items():
+        study = studies.get(name)
+        assert presets == {p: study.grid_size(p) for p in study.presets}
 
 
 @pytest.mark.parametrize("args,needle", [

@@ -17,13 +17,22 @@ def rows(trial_id: str, n: int, offset: float = 0.0) -> pa.Table:
                      "loss": [offset + i for i in range(n)]}, schema=SCHEMA)
 
 
+def committed(store, sweep_id, *trial_ids, study="toy"):
+    """Writes `trials` rows: a trial's rows count from then on."""
+    for t in trial_ids:
+        store.write(study, "trials", sweep_id, t, pa.table({"trial_id": [t], "status": ["TERMINATED"]}))
+
+
 def test_layout_and_three_readers(tmp_path):
     store = Store(str(tmp_path))
     store.write("toy", "metrics", "s1", "a", rows("a", 3))
     store.write("toy", "metrics", "s1", "b", rows("b", 2))
     store.write("toy", "metrics", "s2", "c", rows("c", 4))
-    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
-    assert all(f.startswith("toy/metrics/sweep=s") and f.endswith(".parquet") and "/part-" in f
+    committed(store, "s1", "a", "b")
+    committed(store, "s2", "c")
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in (tmp_path / "toy" / "metrics").rglob("*")
+                   if p.is_file())
+    assert all(f.startswith("toy/metrics/sweep_id=s") and f.endswith(".parquet") and "/part-" in f
                for f in files), files
     assert len(files) == 3
 
@@ -33,22 +42,59 @@ def test_layout_and_three_readers(tmp_path):
 
     pattern = f"{tmp_path}/toy/metrics/**/*.parquet"
     con = duckdb.connect()
-    got = con.execute(f"select sweep, count(*) from read_parquet('{pattern}', hive_partitioning=true) "
-                      "group by sweep order by sweep").fetchall()
+    got = con.execute(f"select sweep_id, count(*) from read_parquet('{pattern}', hive_partitioning=true) "
+                      "group by sweep_id order by sweep_id").fetchall()
     assert got == [("s1", 5), ("s2", 4)]
     frame = pl.scan_parquet(pattern, hive_partitioning=True).collect()
     assert frame.height == 9 and set(frame["trial_id"]) == {"a", "b", "c"}
+    assert set(frame["sweep_id"]) == {"s1", "s2"}              # one partition column name for every reader
     direct = ds.dataset(f"{tmp_path}/toy/metrics", format="parquet", partitioning="hive").to_table()
-    assert direct.num_rows == 9
+    assert direct.num_rows == 9 and "sweep_id" in direct.column_names
+
+
+def test_load_columns_filter_and_several_sweeps(tmp_path):
+    store = Store(str(tmp_path))
+    for sweep_id, trial_id, n in (("s1", "a", 3), ("s2", "b", 4), ("s3", "c", 5)):
+        store.write("toy", "metrics", sweep_id, trial_id, rows(trial_id, n))
+        committed(store, sweep_id, trial_id)
+    table = results.load(str(tmp_path), "toy", "metrics", ["s1", "s3"], columns=["epoch"],
+                         filter=pa.compute.field("epoch") >= 2)
+    assert table.column_names == ["epoch", "sweep_id"]
+    assert sorted(zip(table["sweep_id"].to_pylist(), table["epoch"].to_pylist())) == [
+        ("s1", 2), ("s3", 2), ("s3", 3), ("s3", 4)]
+    with pytest.raises(ResultsError, match="no 'metrics' results for sweep s9"):
+        results.load(str(tmp_path), "toy", "metrics", ["s1", "s9"])
+
+
+def test_rows_count_from_their_trials_row_and_staged_parts_commit_once(tmp_path):
+    store = Store(str(tmp_path))
+    store.stage("toy", "s1", "a", "metrics", "00000000" + "0" * 24, rows("a", 2))
+    store.stage("toy", "s1", "a", "metrics", "00000001" + "0" * 24, rows("a", 3, offset=2))
+    store.write("toy", "metrics", "s1", "b", rows("b", 1))
+    committed(store, "s1", "b")
+    assert set(results.load(str(tmp_path), "toy", "metrics")["trial_id"].to_pylist()) == {"b"}
+    parts = store.staged("toy", "s1", "a")["metrics"]
+    # A crash half-way through a commit: one part moved, then the commit runs again.
+    store.fs.move(f"{store.staging_dir('toy', 's1', 'a')}/metrics/{parts[0]}.parquet",
+                  f"{store.partition_dir('toy', 'metrics', 's1')}/part-a-{parts[0]}.parquet")
+    store.write("toy", "metrics", "s1", "a", rows("a", 9))          # an earlier attempt's file
+    store.commit_parts("toy", "s1", "a", "metrics", parts)
+    store.commit_parts("toy", "s1", "a", "metrics", parts)
+    assert set(results.load(str(tmp_path), "toy", "metrics")["trial_id"].to_pylist()) == {"b"}
+    committed(store, "s1", "a")
+    a = results.load(str(tmp_path), "toy", "metrics", filter=pa.compute.field("trial_id") == "a")
+    assert a["loss"].to_pylist() == [0, 1, 2, 3, 4]                # both parts, in order, once
 
 
 def test_rewrite_of_a_trial_leaves_no_duplicates(tmp_path):
     store = Store(str(tmp_path))
     store.write("toy", "metrics", "s1", "a", rows("a", 3))
     store.write("toy", "metrics", "s1", "b", rows("b", 3))
+    committed(store, "s1", "a", "b", "ab")
     # A retried trial removes what its earlier attempt wrote, then writes again.
     store.remove_trials("toy", ["metrics", "trials"], "s1", ["a"])
     store.write("toy", "metrics", "s1", "a", rows("a", 3, offset=10))
+    committed(store, "s1", "a")
     table = results.load(str(tmp_path), "toy", "metrics")
     assert table.num_rows == 6
     assert sorted(table.filter(pa.compute.equal(table["trial_id"], "a"))["loss"].to_pylist()) == [10, 11, 12]
@@ -62,7 +108,7 @@ def test_writes_leave_no_temporary_files(tmp_path):
     store = Store(str(tmp_path))
     for i in range(5):
         store.write("toy", "metrics", "s1", f"t{i}", rows(f"t{i}", 2))
-    names = os.listdir(tmp_path / "toy" / "metrics" / "sweep=s1")
+    names = os.listdir(tmp_path / "toy" / "metrics" / "sweep_id=s1")
     assert len(names) == 5 and all(n.startswith("part-t") and n.endswith(".parquet") for n in names)
 
 
@@ -77,13 +123,14 @@ def test_committed_status(tmp_path):
 def test_corrupt_file_is_named(tmp_path):
     store = Store(str(tmp_path))
     store.write("toy", "metrics", "s1", "a", rows("a", 3))
-    bad = tmp_path / "toy" / "metrics" / "sweep=s1" / "part-b-0000.parquet"
+    committed(store, "s1", "a", "b")
+    bad = tmp_path / "toy" / "metrics" / "sweep_id=s1" / "part-b-0000.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(ResultsError) as err:
         results.load(str(tmp_path), "toy", "metrics")
     assert "corrupt Parquet file" in str(err.value) and "part-b-0000.parquet" in str(err.value)
     # The good file is untouched.
-    assert (tmp_path / "toy" / "metrics" / "sweep=s1").exists()
+    assert (tmp_path / "toy" / "metrics" / "sweep_id=s1").exists()
 
 
 @pytest.mark.parametrize("make_root,needle", [
@@ -109,11 +156,17 @@ def test_s3_root_round_trip(s3_root):
     store.write("toy", "metrics", "s1", "b", rows("b", 2))
     store.remove_trials("toy", ["metrics"], "s1", ["b"])
     store.write("toy", "metrics", "s1", "b", rows("b", 2))
+    assert results.load(s3_root, "toy", "metrics").num_rows == 0     # no trial committed yet
+    assert store.sweeps("toy") == []          # no trials table yet
+    committed(store, "s1", "a", "b")
     table = results.load(s3_root, "toy", "metrics")
     assert table.num_rows == 5 and set(table["sweep_id"].to_pylist()) == {"s1"}
-    assert store.sweeps("toy") == []          # no trials table yet
-    store.write("toy", "trials", "s1", "a", pa.table({"trial_id": ["a"], "status": ["TERMINATED"]}))
     assert store.sweeps("toy") == ["s1"] and store.committed_statuses("toy", "s1", ["a"]) == {"a": "TERMINATED"}
+    # Staged parts and their commit on S3 (a server-side copy).
+    store.stage("toy", "s2", "c", "metrics", "0" * 32, rows("c", 2))
+    store.commit_parts("toy", "s2", "c", "metrics", ["0" * 32])
+    committed(store, "s2", "c")
+    assert results.load(s3_root, "toy", "metrics", "s2")["trial_id"].to_pylist() == ["c", "c"]
 
 
 def test_sweep_and_report_on_an_s3_root(s3_root, tmp_path):

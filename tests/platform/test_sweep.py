@@ -8,7 +8,8 @@ import pyarrow.compute as pc
 import pytest
 from ray import cloudpickle
 
-from lookinside import results, sweep
+from lookinside import manifest as manifest_io
+from lookinside import planning, ray_setup, results, sweep
 from lookinside.results import Store
 
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
@@ -21,7 +22,7 @@ cloudpickle.register_pickle_by_value(toy_study)
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     import ray
-    sweep.start_ray(None)
+    ray_setup.start_ray(None)
     yield
     ray.shutdown()
 
@@ -29,10 +30,10 @@ def local_ray():
 def run_toy(tmp_path, values, grid, pack=1, max_failures=2):
     """Runs the toy study's grid; pack=None lets the platform choose the pack size."""
     store = Store(str(tmp_path / "results"))
-    resources = sweep.Resources(cpus_per_trial=1, max_failures=max_failures, pack=pack)
+    resources = planning.Resources(cpus_per_trial=1, max_failures=max_failures, pack=pack)
     values = {"marker_dir": str(tmp_path), **values}
-    manifest = sweep.plan(toy_study.STUDY, "smoke", values, grid, store, resources)
-    sweep.write_manifest(store, manifest)
+    manifest = planning.plan(toy_study.STUDY, "smoke", values, grid, store, resources, ray_setup.capacity(None))
+    manifest_io.write(store, manifest)
     outcome = sweep.run(toy_study.STUDY, manifest, store, show_progress=False)
     return outcome, manifest
 

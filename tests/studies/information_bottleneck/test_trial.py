@@ -4,6 +4,7 @@ equivalence, and the paper's finding on a fixed-seed reduced run."""
 import numpy as np
 import pytest
 
+from lookinside.rows import MemorySink
 from lookinside.session import Session
 from lookinside.studies.information_bottleneck import STUDY, trial
 from lookinside.studies.information_bottleneck.config import IBConfig
@@ -17,19 +18,19 @@ def train(configs, interrupt_after=None):
     class Stop(Exception):
         pass
 
-    def save(snapshot):
-        saved.append(snapshot)
+    def save(directory):
+        saved.append(directory)
         if interrupt_after and len(saved) == interrupt_after:
             raise Stop
 
-    import pickle
-    session = Session([f"t{i}" for i in range(len(configs))], STUDY.tables, checkpoint_seconds=0,
-                      save_fn=save if interrupt_after else None)
+    ids = [f"t{i}" for i in range(len(configs))]
+    sink = MemorySink()
+    session = Session(ids, STUDY.tables, checkpoint_seconds=0, sink=sink, on_save=save if interrupt_after else None)
     try:
         trial.train(configs, session)
     except Stop:
-        restored = pickle.loads(pickle.dumps(saved[-1]))       # through bytes, as on disk
-        session = Session([f"t{i}" for i in range(len(configs))], STUDY.tables, restored=restored)
+        # The checkpoint goes through the disk as on a retry; rows written after it are dropped.
+        session = Session(ids, STUDY.tables, sink=sink, restore_dir=saved[-1])
         trial.train(configs, session)
     return {t: [session.member_table(t, p) for p in range(len(configs))] for t in STUDY.tables}
 
