@@ -1,4 +1,5 @@
-"""A one-line live display of a sweep: done / running / failed of total, elapsed, ETA."""
+"""A one-line live display of a sweep: done / running / failed of total, elapsed, ETA, and
+the live metrics trials report (`session.report`), averaged over the trials running."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import sys
 import time
 
 from ray import tune
+
+# The key of a Tune result under which a trial's live metrics travel.
+LIVE = "live"
 
 
 class Progress(tune.Callback):
@@ -20,6 +24,7 @@ class Progress(tune.Callback):
         self.enabled, self.every = enabled, every
         self._start = self._last = 0.0
         self._status = ""
+        self._live: dict[str, dict[str, float]] = {}     # Tune trial id -> its latest live metrics
 
     def setup(self, **info) -> None:
         self._start = time.monotonic()
@@ -36,6 +41,20 @@ class Progress(tune.Callback):
             elif trial.status == "ERROR":
                 failed += n
         return done, running, failed
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if isinstance(result.get(LIVE), dict):
+            self._live[trial.trial_id] = result[LIVE]
+
+    def live(self, trials) -> str:
+        """The live metrics of the running trials (of all that reported, if none runs), averaged."""
+        running = [t.trial_id for t in trials if t.status == "RUNNING" and t.trial_id in self._live]
+        chosen = [self._live[t] for t in running] or list(self._live.values())
+        if not chosen:
+            return ""
+        names = list(dict.fromkeys(k for m in chosen for k in m))
+        means = {k: sum(m[k] for m in chosen if k in m) / sum(k in m for m in chosen) for k in names}
+        return " | " + ", ".join(f"{k} {_number(v)}" for k, v in means.items())
 
     def on_step_end(self, iteration, trials, **info) -> None:
         self._show(trials, force=False)
@@ -60,13 +79,17 @@ class Progress(tune.Callback):
         elapsed = now - self._start
         finished = done + failed
         eta = _clock(elapsed / finished * (self.total - finished)) if finished else "--:--"
-        line = f"{status} | elapsed {_clock(elapsed)} | ETA {eta}"
+        line = f"{status} | elapsed {_clock(elapsed)} | ETA {eta}{self.live(trials)}"
         sys.stderr.write("\r" + line.ljust(90) if tty else line + "\n")
         sys.stderr.flush()
 
     def close(self) -> None:
         if self.enabled and sys.stderr.isatty() and self._status:
             sys.stderr.write("\n")
+
+
+def _number(v: float) -> str:
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
 
 
 def _clock(seconds: float) -> str:

@@ -257,4 +257,4 @@ def tune_save(directory: str) -> None:
 
 def tune_report(metrics: dict) -> None:
     from ray import tune
-    tune.report(metrics)
+    tune.report({"live": metrics})

@@ -111,11 +111,23 @@ EXTRA_STUDIES = "LOOKINSIDE_STUDIES"
 
 
 def _modules() -> dict[str, str]:
+    """Study name -> its module: lookinside.studies.<name>, then the EXTRA_STUDIES modules
+    (imported here, to read their study's name)."""
     import lookinside.studies as pkg
     found = {m.name: f"lookinside.studies.{m.name}" for m in pkgutil.iter_modules(pkg.__path__) if m.ispkg}
     for module in filter(None, (m.strip() for m in os.environ.get(EXTRA_STUDIES, "").split(","))):
-        found[module.rpartition(".")[2]] = module
+        found[_load(module).name] = module
     return found
+
+
+def _load(module: str) -> Study:
+    try:
+        study = importlib.import_module(module).STUDY
+    except (ImportError, AttributeError) as err:
+        raise StudyError(f"study module {module} cannot be loaded: {err}") from None
+    if not isinstance(study, Study):
+        raise StudyError(f"{module}.STUDY is not a lookinside.study.Study")
+    return study
 
 
 def names() -> list[str]:
@@ -126,10 +138,4 @@ def get(name: str) -> Study:
     modules = _modules()
     if name not in modules:
         raise StudyError(f"unknown study '{name}'; known: {', '.join(sorted(modules))}")
-    try:
-        study = importlib.import_module(modules[name]).STUDY
-    except (ImportError, AttributeError) as err:
-        raise StudyError(f"study module {modules[name]} cannot be loaded: {err}") from None
-    if study.name != name:
-        raise StudyError(f"module {modules[name]} holds study {study.name!r}, not {name!r}")
-    return study
+    return _load(modules[name])

@@ -123,3 +123,18 @@ def test_results_root_that_cannot_be_written(tmp_path, monkeypatch, capsys):
     assert main(["run", "information_bottleneck", "--preset", "smoke", "--results", root]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not writable" in err
+
+
+def test_a_missing_source_sweep_is_one_line_before_anything_is_written(tmp_path):
+    import os
+    import pathlib
+    here = pathlib.Path(__file__).parent
+    env = {**os.environ, "LOOKINSIDE_STUDIES": "toy_study",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", "toy", "--preset", "smoke", "--results",
+                          str(tmp_path / "r"), "--set", "source_sweep=20990101-000000-beef"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip() == (f"lookinside: error: no sweep 20990101-000000-beef of study toy under "
+                                  f"{tmp_path / 'r'}")
+    assert not (tmp_path / "r").exists()

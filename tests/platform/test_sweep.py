@@ -114,3 +114,47 @@ def test_auto_pack_size_fills_the_slots(tmp_path):
     assert {len(p) for p in manifest["packs"]} <= {math.ceil(10 / n_packs), 10 // n_packs}
     assert sorted(i for p in manifest["packs"] for i in p) == list(range(10))
     assert results.load(str(tmp_path / "results"), "toy", "trials").num_rows == 10
+
+
+def test_retry_restores_the_checkpoints_files_and_keeps_one_copy_of_an_artifact(tmp_path):
+    outcome, manifest = run_toy(tmp_path, {"steps": 6, "fail_once_at": 3}, {"seed": [0, 1]})
+    assert outcome.ok, outcome.errors
+    root = tmp_path / "results"
+    values = results.load(str(root), "toy", "values").to_pylist()
+    # Rows of the retried attempt read the step from the file its checkpoint kept (step 4).
+    assert {r["file_step"] for r in values if r["resumed_from"] == 4} == {4}
+    assert {r["file_step"] for r in values if r["resumed_from"] == -1} == {-1}
+    artifacts = results.load(str(root), "toy", "artifacts").to_pylist()
+    for row in artifacts:
+        folder = root / "toy" / manifest["sweep_id"] / "artifacts" / row["trial_id"]
+        assert row["uri"] == str(folder / "latest")
+        assert sorted(p.name for p in folder.iterdir()) == ["latest"]          # rewritten, not duplicated
+        seed = 0 if row["trial_id"].endswith("0") else 1
+        assert (folder / "latest" / "value.txt").read_text() == str(seed * 100 + 5)
+    trials = results.load(str(root), "toy", "trials").to_pylist()
+    assert all(len(t["node"]) == 56 and t["host"] == __import__("socket").gethostname() for t in trials)
+
+
+def test_pack_that_raised_is_split_from_its_last_checkpoint(tmp_path):
+    outcome, manifest = run_toy(tmp_path, {"steps": 5, "raise_from_step": 3},
+                                {"seed": [0, 1, 2], "raise_member": [False, True]}, pack=8, max_failures=0)
+    assert len(manifest["packs"]) == 1
+    values = results.load(str(tmp_path / "results"), "toy", "values").to_pylist()
+    trials = results.load(str(tmp_path / "results"), "toy", "trials").to_pylist()
+    ok = {t["trial_id"] for t in trials if t["status"] == "TERMINATED"}
+    assert len(ok) == 3 and {t["error"] for t in trials if t["trial_id"] not in ok} == {
+        f"ValueError: member with seed {s} broke" for s in range(3)}
+    for trial_id in ok:
+        mine = sorted((r["step"], r["resumed_from"]) for r in values if r["trial_id"] == trial_id)
+        # Steps 0-2 from the pack, 3-4 trained alone from the pack's checkpoint after step 2.
+        assert mine == [(0, -1), (1, -1), (2, -1), (3, 3), (4, 3)]
+    assert {r["trial_id"] for r in values} == ok
+
+
+def test_a_trial_reads_another_sweeps_rows(tmp_path):
+    first, manifest = run_toy(tmp_path, {"steps": 3}, {"seed": [0, 1]})
+    assert first.ok
+    second, _ = run_toy(tmp_path, {"steps": 1, "source_sweep": manifest["sweep_id"]}, {"seed": [0]})
+    assert second.ok, second.errors
+    sources = results.load(str(tmp_path / "results"), "toy", "sources")
+    assert sources["source_rows"].to_pylist() == [6]
