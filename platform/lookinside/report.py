@@ -21,10 +21,11 @@ from lookinside.trials import TRIALS_SCHEMA, all_schemas
 matplotlib.use("Agg")
 
 
-def load_sweeps(study: Study, root: str, sweeps: Sequence[str] | None = None) -> tuple[list[str], dict[str, pa.Table]]:
+def load_sweeps(study: Study, root: str, sweeps: Sequence[str] | None = None,
+                figure_columns_only: bool = True) -> tuple[list[str], dict[str, pa.Table]]:
     """The ids and tables of some sweeps of `study`: None for the latest, ["all"] for every
-    one, else the ids given. Study tables hold only the columns its figures read (when the
-    study names them: `Study.figure_columns`)."""
+    one, else the ids given. With figure_columns_only, study tables hold only the columns its
+    figures read (when the study names them: `Study.figure_columns`)."""
     store = Store(root)
     known = store.sweeps(study.name)
     if not known:
@@ -39,7 +40,7 @@ def load_sweeps(study: Study, root: str, sweeps: Sequence[str] | None = None) ->
         if sweep_id not in known:
             raise ResultsError(f"no sweep {sweep_id} of study {study.name} under {root}; known: {', '.join(known)}")
     sweeps = list(dict.fromkeys(sweeps))
-    wanted = study.figure_columns or {}
+    wanted = (study.figure_columns or {}) if figure_columns_only else {}
     tables = {}
     for name, schema in all_schemas(study).items():
         columns = wanted.get(name)
@@ -47,15 +48,16 @@ def load_sweeps(study: Study, root: str, sweeps: Sequence[str] | None = None) ->
         if not present:
             # A sweep whose every trial failed has a `trials` table and nothing else.
             empty = schema.empty_table().append_column("sweep_id", pa.array([], pa.string()))
-            tables[name] = empty.select([*columns, "sweep_id"]) if columns else empty
+            tables[name] = empty.select(["trial_id", *columns, "sweep_id"]) if columns else empty
         else:
-            tables[name] = store.load(study.name, name, present, schema, columns=columns)
+            tables[name] = store.load(study.name, name, present, schema,
+                                      columns=None if columns is None else ["trial_id", *columns])
     return sweeps, tables
 
 
 def load_sweep(study: Study, root: str, sweep_id: str | None = None) -> tuple[str, dict[str, pa.Table]]:
     """The id and every table of one sweep (the latest when `sweep_id` is None)."""
-    sweeps, tables = load_sweeps(study, root, None if sweep_id is None else [sweep_id])
+    sweeps, tables = load_sweeps(study, root, None if sweep_id is None else [sweep_id], figure_columns_only=False)
     return sweeps[0], tables
 
 

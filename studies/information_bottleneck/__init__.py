@@ -51,4 +51,9 @@ STUDY = Study(
     prepare=trial.prepare,
     member_bytes=trial.member_bytes,
     member_state=trial.member_state,
+    # What figures.draw and figures.summary read; `report` loads only these (the findings
+    # module reads every column).
+    figure_columns={"information": ["epoch", "layer", "estimator", "i_xt", "i_ty"],
+                    "gradients": ["epoch", "layer", "grad_mean_norm", "grad_std_norm"],
+                    "metrics": ["epoch", "train_acc", "test_acc"]},
 )

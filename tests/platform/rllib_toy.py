@@ -167,7 +167,7 @@ def train(configs: list[RLlibToyConfig], session) -> None:
                     algo.save_to_path(path)
                 session.add_rows("checkpoints", 0, {"env_steps": [steps], "uri": [session.artifact_uri(name)]})
                 saved = session.checkpoint(
-                    lambda: {"env_steps": steps}, force=True,
+                    lambda steps=steps: {"env_steps": steps}, force=True,
                     files=lambda d: algo.save_to_path(os.path.join(d, "algo"))) or saved
             if crash_armed and saved and steps >= config.crash_once_after:
                 os._exit(1)   # test hook: die like a lost node, without cleanup
