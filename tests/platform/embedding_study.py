@@ -4,6 +4,8 @@ to the store while the trial runs; on its first attempt it can kill its own proc
 import dataclasses
 import json
 import os
+import signal
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +22,8 @@ class EmbeddingConfig:
     rows_per_step: int = param(4096, "rows added at each step", low=1)
     checkpoint_every: int = param(10, "steps between checkpoints", low=1)
     crash_at: int = param(-1, "on the first attempt, os._exit(1) once this step's rows are added", low=-1)
+    kill_after: float = param(0.0, "on the first attempt, SIGKILL this process after so many seconds "
+                              "(wherever it is then: most likely writing a part); 0 never", low=0.0)
     marker_dir: str = param("", "where the first-attempt marker and each attempt's memory figures go")
     seed: int = param(0, "random stream of the embeddings", low=0)
 
@@ -52,6 +56,9 @@ def train(configs, session):
         with open(os.path.join(c.marker_dir, f"rss-from-step-{start}.json"), "w") as f:
             json.dump({"start_step": start, "last_step": step, "rss_start": base, "rss_peak": peak}, f)
 
+    if c.kill_after > 0 and c.marker_dir and not os.path.exists(marker):
+        open(marker, "w").close()
+        threading.Timer(c.kill_after, os.kill, (os.getpid(), signal.SIGKILL)).start()
     for step in range(start, c.steps):
         session.add_rows("embeddings", 0, {"step": np.full(c.rows_per_step, step),
                                            "row": np.arange(c.rows_per_step),

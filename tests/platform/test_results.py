@@ -4,6 +4,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs  # noqa: F401 - pa.fs below
 import pytest
 
 from lookinside import results
@@ -167,6 +168,32 @@ def test_s3_root_round_trip(s3_root):
     store.commit_parts("toy", "s2", "c", "metrics", ["0" * 32])
     committed(store, "s2", "c")
     assert results.load(s3_root, "toy", "metrics", "s2")["trial_id"].to_pylist() == ["c", "c"]
+
+
+def test_staged_rows_artifacts_and_a_retry_on_an_s3_root(s3_root, tmp_path):
+    import pathlib
+    import subprocess
+    import sys
+    here = pathlib.Path(__file__).parent
+    env = {**os.environ, "LOOKINSIDE_STUDIES": "toy_study",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(here), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", "toy", "--preset", "smoke", "--results",
+                          s3_root, "--quiet", "--set", "steps=4", "--set", "fail_once_at=2",
+                          "--set", f"marker_dir={tmp_path}", "--grid", "seed=0", "--pack", "1"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    values = results.load(s3_root, "toy", "values").sort_by("step").to_pylist()
+    assert [(r["step"], r["resumed_from"]) for r in values] == [(0, -1), (1, -1), (2, -1), (3, 3)]
+    (artifact,) = results.load(s3_root, "toy", "artifacts").to_pylist()
+    store = Store(s3_root)
+    assert artifact["uri"].startswith("s3://results-bucket/lab/toy/")
+    path = artifact["uri"].removeprefix("s3://")
+    with store.fs.open_input_stream(f"{path}/value.txt") as f:
+        assert f.read() == b"3"
+    sweep_id = values[0]["sweep_id"]
+    staged = [i for i in store.fs.get_file_info(pa.fs.FileSelector(f"{store.sweep_dir('toy', sweep_id)}",
+                                                                    recursive=True)) if "/staging/" in i.path]
+    assert not [i for i in staged if i.type == pa.fs.FileType.File]
 
 
 def test_sweep_and_report_on_an_s3_root(s3_root, tmp_path):

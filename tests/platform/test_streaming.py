@@ -57,6 +57,23 @@ def test_400_mb_of_embeddings_stream_with_bounded_memory_and_survive_a_kill(tmp_
     assert not list((sweep_dir / "staging").rglob("*.parquet"))
 
 
+def test_sigkill_at_a_random_point_loses_and_duplicates_nothing(tmp_path):
+    root, markers = tmp_path / "results", tmp_path / "markers"
+    markers.mkdir()
+    steps, n = 60, 2048                                  # 240 MB; the kill lands a second in
+    out = lookinside("run", "embedding_study", "--preset", "smoke", "--results", str(root), "--quiet",
+                     "--set", f"steps={steps}", "--set", f"rows_per_step={n}", "--set", "checkpoint_every=7",
+                     "--set", "kill_after=1.0", "--set", f"marker_dir={markers}", "--max-failures", "1")
+    assert out.returncode == 0, out.stderr
+    memory = sorted(json.loads(p.read_text())["start_step"] for p in markers.glob("rss-*"))
+    assert len(memory) == 1                               # only the retry got to the end
+    table = results.load(str(root), "embedding_study", "embeddings", columns=["step", "row"])
+    keys = pc.add(pc.multiply(table["step"], n), table["row"]).to_numpy()
+    assert np.array_equal(np.sort(keys), np.arange(steps * n))
+    trials = results.load(str(root), "embedding_study", "trials")
+    assert trials["attempt"].to_pylist() == [2]
+
+
 SCHEMAS = {"embeddings": embedding_study.TABLES["embeddings"]}
 
 
