@@ -56,7 +56,7 @@ def run_tune(root: str, seeds: int, epochs: int, pack: int | None) -> tuple[floa
     store = Store(root)
     values, sweep_grid = grid(seeds, epochs)
     resources = planning.Resources(cpus_per_trial=1, max_failures=0, pack=pack)
-    manifest = planning.plan(STUDY, "laptop", values, sweep_grid, store, resources, ray_setup.capacity(None))
+    manifest = planning.plan(STUDY, "laptop", values, sweep_grid, store, resources, ray_setup.capacity())
     manifest_io.write(store, manifest)
     wall = datetime.datetime.now(datetime.timezone.utc)
     start = time.perf_counter()

@@ -125,7 +125,7 @@ def cmd_run(args) -> int:
     if study.prepare:
         study.prepare(configs, store)
     ray_setup.start_ray(args.address)  # a cluster that cannot be joined fails before anything is written
-    capacity = ray_setup.capacity(args.address, gpus=args.gpus_per_trial > 0)
+    capacity = ray_setup.capacity()
     manifest = planning.plan(study, args.preset, values, grid, store, resources, capacity)
     manifest_io.write(store, manifest)
     print(f"sweep {manifest['sweep_id']}: {len(manifest['trials'])} trials of {study.name} "

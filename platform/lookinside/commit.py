@@ -18,14 +18,19 @@ def commit(study: Study, store: Store, sweep_id: str, members: list[dict], pendi
            session: Session, attempt: int, node: str | None, host: str | None) -> None:
     session.flush()
     finished = now()
+    # One listing of each partition for the whole pack.
+    committed = {table: store.trial_files(study.name, table, sweep_id) for table in study.tables}
     for i, member in enumerate(members):
         trial_id = member["trial_id"]
         if trial_id in pending:
             error = session.failures.get(i)
+            # An older row of the member (ERROR, from an earlier run) goes first: while it is
+            # there, readers would count the rows moving in below as committed.
+            store.remove_trials(study.name, [TRIALS], sweep_id, [trial_id])
             # A failed member keeps no rows but its ERROR row.
             for table in study.tables:
-                store.commit_parts(study.name, sweep_id, trial_id, table, [] if error else session.parts[table][i])
-            store.remove_trials(study.name, [TRIALS], sweep_id, [trial_id])
+                store.commit_parts(study.name, sweep_id, trial_id, table, [] if error else session.parts[table][i],
+                                   committed[table])
             row = trials.row(study, member, "ERROR" if error else "TERMINATED", attempt, session.started_at,
                              finished, error, node, host)
             store.write(study.name, TRIALS, sweep_id, trial_id, row)
@@ -40,8 +45,10 @@ def fail_uncommitted(study: Study, store: Store, sweep_id: str, members: list[di
     statuses = store.committed_statuses(study.name, sweep_id, [m["trial_id"] for m in members])
     left = [m for m in members if statuses[m["trial_id"]] is None]
     store.remove_trials(study.name, trials.all_schemas(study), sweep_id, [m["trial_id"] for m in left])
+    for member in members:
+        if statuses[member["trial_id"]] != "TERMINATED":
+            store.clear_staging(study.name, sweep_id, member["trial_id"])
     for member in left:
-        store.clear_staging(study.name, sweep_id, member["trial_id"])
         t = now()
         store.write(study.name, TRIALS, sweep_id, member["trial_id"],
                     trials.row(study, member, "ERROR", attempts, t, t, why))

@@ -14,15 +14,19 @@ def isolate(study: Study, configs: list, session: Session) -> None:
     """Trains each member of `session`'s pack alone, from the pack's last checkpoint where
     there is one and the study can split its state (`Study.member_state`), else from
     scratch; leaves each member's parts and failure in `session`. Raises the first error
-    if every member raises: then nothing is the members' own fault, and Tune retries."""
-    snapshot = None
+    if every member still training raises: then nothing is the members' own fault, and
+    Tune retries. (A study's member_state splits its pickled state; the checkpoint's files,
+    if any, are handed to every member as they are.)"""
+    snapshot = files = None
     if session.last_checkpoint is not None and study.member_state is not None:
-        snapshot, _ = read_checkpoint(session.last_checkpoint)
+        snapshot, files = read_checkpoint(session.last_checkpoint)
     session.drop_unwritten()
+    failed_before = set(snapshot["failures"]) if snapshot else set()
     failures, errors = {}, []
     for i, config in enumerate(configs):
         alone = Session([session.trial_ids[i]], session.schemas, device=session.device, place=session.place,
-                        sink=session.sink, restored=None if snapshot is None else member_snapshot(study, snapshot, i))
+                        sink=session.sink, restored=None if snapshot is None else member_snapshot(study, snapshot, i),
+                        state_dir=files)
         try:
             study.train([config], alone)
             alone.flush()
@@ -36,7 +40,7 @@ def isolate(study: Study, configs: list, session: Session) -> None:
             session.parts[table][i] = alone.parts[table][0]
         if alone.failed(0):
             failures[i] = alone.failures[0]
-    if len(errors) == len(configs):
+    if errors and len(errors) == len(configs) - len(failed_before):
         raise errors[0]
     session.failures = failures
 

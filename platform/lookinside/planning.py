@@ -55,10 +55,14 @@ def plan(study: Study, preset: str, values: Mapping[str, Any], grid: Mapping[str
     configs = study.configs(preset, values, grid)
     sweep_id = new_sweep_id()
     trials = [{"trial_id": f"{sweep_id}-{i:05d}", "config": cfg.to_dict(c)} for i, c in enumerate(configs)]
-    need = bundles(study, configs[0], resources)
-    n_slots = slots(need, capacity)
-    if n_slots == 0:
-        raise UserError(f"a trial needs {_describe(need)}, more than there is ({_describe([capacity])})")
+    # Every trial must fit; packs are sized for the largest.
+    needs = {}
+    for c in configs:
+        need = bundles(study, c, resources)
+        needs[repr(need)] = need
+        if slots(need, capacity) == 0:
+            raise UserError(f"a trial needs {_describe(need)}, more than there is ({_describe([capacity])})")
+    n_slots = min(slots(need, capacity) for need in needs.values())
     k = resources.pack or packing.choose_pack_size(study, configs, n_slots, packing.machine_memory())
     packs = packing.group(study, configs, k)
     return {

@@ -24,7 +24,8 @@ def start_ray(address: str | None) -> None:
         except Exception as err:  # noqa: BLE001 - any failure to join is the user's to fix
             raise UserError(f"cannot join the Ray cluster at {address}: {one_line(err)}") from None
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
+        # address="local": a new Ray of our own, never one that happens to run on this machine.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
 
 
 def _check_reachable(address: str) -> None:
@@ -38,14 +39,12 @@ def _check_reachable(address: str) -> None:
         raise UserError(f"cannot reach a Ray cluster at {address}: {err.strerror or err}") from None
 
 
-def capacity(address: str | None, gpus: bool = False) -> dict[str, float]:
-    """CPUs and (when asked) GPUs that trials can use: the joined cluster's (Ray started
-    already), or this machine's."""
-    if address:
-        import ray
-        total = ray.cluster_resources()
-        return {"CPU": float(total.get("CPU", 0)), "GPU": float(total.get("GPU", 0))}
-    return {"CPU": float(os.cpu_count() or 1), "GPU": float(local_gpus()) if gpus else 0.0}
+def capacity() -> dict[str, float]:
+    """CPUs and GPUs that trials can use: those of the Ray started or joined (start_ray
+    first), the whole cluster's on --address."""
+    import ray
+    total = ray.cluster_resources()
+    return {"CPU": float(total.get("CPU", 0)), "GPU": float(total.get("GPU", 0))}
 
 
 def local_gpus() -> int:

@@ -167,14 +167,18 @@ class Store:
             for name in set(names) - set(keep.get(table, ())):
                 self.fs.delete_file(f"{directory}/{table}/{name}.parquet")
 
-    def commit_parts(self, study: str, sweep_id: str, trial_id: str, table: str, parts: Sequence[str]) -> None:
+    def commit_parts(self, study: str, sweep_id: str, trial_id: str, table: str, parts: Sequence[str],
+                     committed: dict[str, list[str]] | None = None) -> None:
         """Makes the listed parts the trial's committed rows of `table`: its committed files
         that the list does not name go (an earlier attempt's), then each staged part moves
-        into the partition. Safe to repeat after a crash half-way (a moved part is there)."""
+        into the partition. Safe to repeat after a crash half-way (a moved part is there).
+        `committed`: the partition's trial_files, listed once for several trials."""
         directory = self.partition_dir(study, table, sweep_id)
         final = {p: f"{directory}/part-{trial_id}-{p}.parquet" for p in parts}
         keep = set(final.values())
-        for path in self.trial_files(study, table, sweep_id).get(trial_id, []):
+        if committed is None:
+            committed = self.trial_files(study, table, sweep_id)
+        for path in committed.get(trial_id, []):
             if path not in keep:
                 self.fs.delete_file(path)
         if parts:
@@ -193,16 +197,27 @@ class Store:
             self.fs.delete_dir(directory)
 
     def remove_trials(self, study: str, tables: Iterable[str], sweep_id: str, trial_ids: Iterable[str]) -> None:
-        """Removes every committed file and staged part of these trials in these tables;
-        one listing per table, however many trials."""
+        """Removes every committed file of these trials in these tables (not their staged
+        parts: see clear_staging); one listing per table, however many trials."""
         wanted = set(trial_ids)
         for table in tables:
             for trial_id, paths in self.trial_files(study, table, sweep_id).items():
                 if trial_id in wanted:
                     for path in paths:
                         self.fs.delete_file(path)
-        for trial_id in wanted:
-            self.clear_staging(study, sweep_id, trial_id)
+
+    def parts_present(self, study: str, sweep_id: str, trial_id: str, parts: dict[str, Sequence[str]]) -> bool:
+        """Whether every listed part of a trial is still staged or committed (a checkpoint
+        whose parts were removed, by a trial that failed for good say, cannot be continued)."""
+        staged = self.staged(study, sweep_id, trial_id)
+        for table, names in parts.items():
+            if not names:
+                continue
+            committed = {os.path.basename(p)[len(f"part-{trial_id}-"):-8]
+                         for p in self.trial_files(study, table, sweep_id).get(trial_id, [])}
+            if set(names) - set(staged.get(table, ())) - committed:
+                return False
+        return True
 
     def committed_statuses(self, study: str, sweep_id: str, trial_ids: Iterable[str]) -> dict[str, str | None]:
         """Each trial's status in its `trials` row, or None when it has none yet."""
@@ -314,6 +329,11 @@ class Store:
         try:
             files = [i.path for d in directories for i in self._list(d, recursive=True)
                      if i.type == pafs.FileType.File and _is_data_file(i.path)]
+            if not files:
+                if schema is None:
+                    raise ResultsError(f"no '{table}' results for study {study} under {self.root}")
+                empty = _with_sweep(schema).empty_table()
+                return empty if columns is None else empty.select(columns)
             # The partition is read from the path below the table's folder.
             dataset = ds.dataset(files, filesystem=self.fs, format="parquet", partitioning=_SWEEP_PARTITIONING,
                                  partition_base_dir=base, schema=None if schema is None else _with_sweep(schema))
@@ -328,7 +348,12 @@ class Store:
         present = [s for s in sweep_ids or [None] if s is None or self.exists(f"{base}/{PARTITION}={s}")]
         if not present:
             return pa.array([], pa.string())
-        ids = self.load(study, TRIALS, None if present == [None] else present, columns=["trial_id"])["trial_id"]
+        try:
+            ids = self.load(study, TRIALS, None if present == [None] else present, columns=["trial_id"])["trial_id"]
+        except ResultsError as err:
+            if "no 'trials' results" in str(err):
+                return pa.array([], pa.string())
+            raise
         return ids.combine_chunks() if ids.num_chunks else pa.array([], pa.string())
 
     def _explain_corrupt(self, directories: list[str], err: Exception) -> str:

@@ -56,8 +56,17 @@ class RowBuffer:
         lengths = {len(v) for v in shared.values()} | {v.shape[1] if v.ndim > 1 else -1 for v in own.values()}
         if len(lengths) != 1 or -1 in lengths or any(len(v) != len(members) for v in own.values()):
             raise RowsError(f"columns of {table} differ in length (shared (n,), per member (members, n))")
+        schema = self.schemas[table]
+        for name, v, lead in [*((k, v, 1) for k, v in shared.items()), *((k, v, 2) for k, v in own.items())]:
+            tp = schema.field(name).type
+            if pa.types.is_fixed_size_list(tp) and not isinstance(v, (pa.Array, pa.ChunkedArray)) and (
+                    v.ndim != lead + 1 or v.shape[-1] != tp.list_size):
+                raise RowsError(f"column {table}.{name} ({tp}) takes arrays of shape (n, {tp.list_size}); "
+                                f"got {v.shape}")
         self.chunks.setdefault(table, []).append((members, shared, own))
-        self.nbytes += sum(_nbytes(v) for v in (*shared.values(), *own.values()))
+        # Shared columns are written once per member.
+        self.nbytes += sum(_nbytes(v) for v in shared.values()) * len(members)
+        self.nbytes += sum(_nbytes(v) for v in own.values())
 
     def take(self) -> dict[str, dict[int, pa.Table]]:
         """table -> member -> that member's buffered rows (without trial_id); empties the buffer."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import pickle
 import shutil
@@ -35,6 +36,8 @@ from lookinside import results
 from lookinside.rows import FLUSH_BYTES, MemorySink, RowBuffer, Sink, StoreSink, new_part_name
 
 _STATE_FILE = "state.pkl"
+# Live metrics reach Tune at most this often.
+REPORT_SECONDS = 1.0
 _FILES = "files"
 
 
@@ -49,9 +52,9 @@ class Place:
 class Session:
     def __init__(self, trial_ids: Sequence[str], schemas: Mapping[str, pa.Schema], *,
                  checkpoint_seconds: float = 60.0, device: str = "cpu", place: Place | None = None,
-                 restore_dir: str | None = None, restored: dict | None = None, workdir: str | None = None,
-                 on_save: Callable[[str], None] | None = None,
-                 on_report: Callable[[dict], None] | None = None,
+                 restore_dir: str | None = None, restored: dict | None = None, state_dir: str | None = None,
+                 workdir: str | None = None, on_save: Callable[[str], None] | None = None,
+                 on_report: Callable[[dict], None] | None = None, report_seconds: float = REPORT_SECONDS,
                  sink: Sink | None = None, flush_bytes: int = FLUSH_BYTES):
         self.trial_ids = list(trial_ids)
         self.schemas = dict(schemas)
@@ -60,14 +63,17 @@ class Session:
         self.device = device
         self.place = place
         self._on_save, self._on_report = on_save, on_report
+        self._report_seconds, self._last_report = report_seconds, -math.inf
+        # The latest live metrics, sent at most every report_seconds (each send waits for Tune).
+        self.live: dict[str, float] = {}
+        self._live_sent = True
         self.sink = sink or (StoreSink(place.store, place.study, place.sweep_id) if place else MemorySink())
         self._buffer = RowBuffer(self.schemas, len(self.trial_ids))
         self._flush_bytes = flush_bytes
         self._last_save = time.monotonic()
         self._workdir = workdir
         # A checkpoint folder to continue from (Tune's latest), or a snapshot (one member's
-        # share of a pack's, say); neither on a fresh start.
-        state_dir = None
+        # share of a pack's, say) and its files' folder; neither on a fresh start.
         if restore_dir is not None:
             restored, state_dir = read_checkpoint(restore_dir)
         restored = restored or {}
@@ -170,9 +176,14 @@ class Session:
 
     def report(self, **metrics: float) -> None:
         """A running trial's figures (env steps per second, mean return...), for the progress
-        line and Tune; call it as often as a training iteration."""
-        if self._on_report is not None:
-            self._on_report({k: float(v) for k, v in metrics.items()})
+        line and Tune. Call it as often as a training iteration: a report to Tune waits for
+        the driver, so at most one goes every `report_seconds`; the latest always goes with
+        the trial's end."""
+        self.live.update({k: float(v) for k, v in metrics.items()})
+        self._live_sent = False
+        if self._on_report is not None and time.monotonic() - self._last_report >= self._report_seconds:
+            self._on_report(dict(self.live))
+            self._last_report, self._live_sent = time.monotonic(), True
 
     @contextlib.contextmanager
     def artifact_dir(self, name: str, member: int = 0) -> Iterator[str]:

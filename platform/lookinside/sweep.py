@@ -57,8 +57,10 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
     sizes = [len(p) for p in manifest["packs"]]
     progress = Progress(name, sum(sizes), sizes, enabled=show_progress)
     if resume and tune.Tuner.can_restore(experiment):
+        # Packs that failed for good start again from scratch: their rows were removed when
+        # they were settled, so their checkpoints cannot be continued.
         tuner = tune.Tuner.restore(experiment, trainable, resume_unfinished=True,
-                                   resume_errored=True, param_space=_param_space(manifest))
+                                   restart_errored=True, param_space=_param_space(manifest))
     else:
         tuner = tune.Tuner(
             trainable, param_space=_param_space(manifest),

@@ -31,15 +31,23 @@ def make_trainable(study: Study, manifest: dict, root: str):
         statuses = store.committed_statuses(name, sweep_id, [m["trial_id"] for m in members])
         pending = {m["trial_id"] for m in members if statuses[m["trial_id"]] != "TERMINATED"}
         if not pending:
+            for m in members:      # parts of a run that ended after its commit
+                store.clear_staging(name, sweep_id, m["trial_id"])
             tune.report({"members_done": len(members)})
             return
         attempt = commit.record_attempt(store, name, sweep_id, pack_index)
         workdir = tempfile.mkdtemp(prefix="lookinside-trial-")
         try:
-            session = Session([m["trial_id"] for m in members], study.tables,
-                              checkpoint_seconds=res["checkpoint_seconds"], device=_device(res["gpus_per_trial"]),
-                              place=Place(store, name, sweep_id), restore_dir=restore_from_tune(workdir),
-                              workdir=workdir, on_save=tune_save, on_report=tune_report)
+            def session_from(restore_dir: str | None) -> Session:
+                return Session([m["trial_id"] for m in members], study.tables,
+                               checkpoint_seconds=res["checkpoint_seconds"], device=_device(res["gpus_per_trial"]),
+                               place=Place(store, name, sweep_id), restore_dir=restore_dir, workdir=workdir,
+                               on_save=tune_save, on_report=tune_report)
+
+            session = session_from(restore_from_tune(workdir))
+            listed = [(m["trial_id"], {t: session.parts[t][i] for t in session.parts}) for i, m in enumerate(members)]
+            if not all(store.parts_present(name, sweep_id, tid, parts) for tid, parts in listed if tid in pending):
+                session = session_from(None)   # rows its checkpoint lists are gone: start again
             configs = [cfg.from_dict(study.config, m["config"]) for m in members]
             try:
                 study.train(configs, session)
@@ -49,9 +57,10 @@ def make_trainable(study: Study, manifest: dict, root: str):
                 isolation.isolate(study, configs, session)
             node, host = ray_setup.node()
             commit.commit(study, store, sweep_id, members, pending, session, attempt, node, host)
+            live = session.live
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-        tune.report({"members_done": len(members)})
+        tune.report({"members_done": len(members), **({"live": live} if live else {})})
 
     return trainable
 

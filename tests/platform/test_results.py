@@ -219,3 +219,52 @@ def test_uri_options_stay_after_the_sweep_path():
     assert store.uri_under("ib", "s1") == "s3://bucket/lab/ib/s1?region=us-east-1&scheme=http"
     assert store.uri_under("ib") == "s3://bucket/lab/ib?region=us-east-1&scheme=http"
     assert store.sweep_dir("ib", "s1") == "bucket/lab/ib/s1"
+
+
+def test_a_commit_that_dies_half_way_shows_nothing_and_is_settled(tmp_path, monkeypatch):
+    import sys
+    from datetime import datetime, timezone
+    sys.path.insert(0, os.path.dirname(__file__))
+    import toy_study
+
+    from lookinside import commit
+    from lookinside.session import Place, Session
+
+    store = Store(str(tmp_path))
+    member = {"trial_id": "s1-00000", "config": {**toy_study.ToyConfig().__dict__}}
+    # An earlier run left an ERROR row; this run stages rows of two tables, then dies
+    # between the tables' moves.
+    commit.fail_uncommitted(toy_study.STUDY, store, "s1", [member], 1, "node lost")
+    session = Session([member["trial_id"]], toy_study.TABLES, place=Place(store, "toy", "s1"))
+    session.add_rows("values", 0, {"step": [0], "value": [0], "resumed_from": [-1], "file_step": [-1]})
+    session.add_rows("artifacts", 0, {"name": ["x"], "uri": ["y"]})
+    real, calls = store.commit_parts, []
+
+    def dies_on_the_second_table(*args, **kwargs):
+        calls.append(args[3])
+        if len(calls) == 2:
+            raise OSError("node lost mid-commit")
+        return real(*args, **kwargs)
+    monkeypatch.setattr(store, "commit_parts", dies_on_the_second_table)
+    with pytest.raises(OSError):
+        commit.commit(toy_study.STUDY, store, "s1", [member], {member["trial_id"]}, session, 2, None, None)
+    # The old ERROR row went first: the moved rows do not count as committed.
+    assert results.load(str(tmp_path), "toy", "values").num_rows == 0
+    assert store.committed_statuses("toy", "s1", [member["trial_id"]]) == {member["trial_id"]: None}
+    monkeypatch.setattr(store, "commit_parts", real)
+    commit.fail_uncommitted(toy_study.STUDY, store, "s1", [member], 2, "node lost again")
+    with pytest.raises(ResultsError, match="no 'values' results"):
+        results.load(str(tmp_path), "toy", "values")
+    assert not list((tmp_path / "toy" / "values").rglob("*.parquet"))
+    (row,) = results.load(str(tmp_path), "toy", "trials").to_pylist()
+    assert (row["status"], row["error"], row["attempt"]) == ("ERROR", "node lost again", 2)
+    assert datetime.now(timezone.utc) >= row["finished_at"]
+
+
+def test_an_empty_partition_reads_as_no_results(tmp_path):
+    store = Store(str(tmp_path))
+    committed(store, "s1", "a")
+    (tmp_path / "toy" / "metrics" / "sweep_id=s1").mkdir(parents=True)
+    with pytest.raises(ResultsError, match="no 'metrics' results for study toy"):
+        results.load(str(tmp_path), "toy", "metrics")
+    assert store.load("toy", "metrics", "s1", schema=SCHEMA).num_rows == 0

@@ -32,7 +32,7 @@ def run_toy(tmp_path, values, grid, pack=1, max_failures=2):
     store = Store(str(tmp_path / "results"))
     resources = planning.Resources(cpus_per_trial=1, max_failures=max_failures, pack=pack)
     values = {"marker_dir": str(tmp_path), **values}
-    manifest = planning.plan(toy_study.STUDY, "smoke", values, grid, store, resources, ray_setup.capacity(None))
+    manifest = planning.plan(toy_study.STUDY, "smoke", values, grid, store, resources, ray_setup.capacity())
     manifest_io.write(store, manifest)
     outcome = sweep.run(toy_study.STUDY, manifest, store, show_progress=False)
     return outcome, manifest
@@ -158,3 +158,26 @@ def test_a_trial_reads_another_sweeps_rows(tmp_path):
     assert second.ok, second.errors
     sources = results.load(str(tmp_path / "results"), "toy", "sources")
     assert sources["source_rows"].to_pylist() == [6]
+
+
+def test_resume_restarts_a_pack_that_failed_for_good(tmp_path):
+    outcome, manifest = run_toy(tmp_path, {"steps": 5, "fail_once_at": 2}, {"seed": [0]}, max_failures=0)
+    assert outcome.statuses == {manifest["trials"][0]["trial_id"]: "ERROR"}
+    store = Store(str(tmp_path / "results"))
+    # Its rows were removed when it was settled: the resume starts it again from scratch.
+    again = sweep.run(toy_study.STUDY, manifest, store, resume=True, show_progress=False)
+    assert again.ok, again.errors
+    values = results.load(str(tmp_path / "results"), "toy", "values")
+    assert sorted(values["step"].to_pylist()) == [0, 1, 2, 3, 4]
+    assert set(values["resumed_from"].to_pylist()) == {-1}
+    trials = results.load(str(tmp_path / "results"), "toy", "trials").to_pylist()
+    assert [(t["status"], t["error"]) for t in trials] == [("TERMINATED", None)]
+    assert not list((tmp_path / "results" / "toy" / manifest["sweep_id"] / "staging").rglob("*.parquet"))
+
+
+def test_plan_checks_every_trials_bundles():
+    import dataclasses
+    study = dataclasses.replace(toy_study.STUDY, resources=lambda c, o: [{"CPU": 1}] * (1 + 63 * c.seed))
+    with pytest.raises(__import__("lookinside").errors.UserError, match="a trial needs 64 CPU, more than there is"):
+        planning.plan(study, "smoke", {}, {"seed": [0, 1]}, Store("unused"), planning.Resources(pack=1),
+                      {"CPU": 2.0, "GPU": 0.0})
