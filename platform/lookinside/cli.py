@@ -51,12 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--checkpoint-seconds", type=float, default=60.0,
                    help="a trial saves a checkpoint at most this often")
     s.add_argument("--quiet", action="store_true", help="no live progress line")
+    s.add_argument("--wait-for-nodes", action="store_true",
+                   help="with --address: the cluster autoscales, so wait for nodes that fit the trials "
+                        "(without it, a trial no node can hold is an error)")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("resume", help="continue an interrupted sweep")
     s.add_argument("sweep", metavar="ROOT/STUDY/SWEEP_ID")
     s.add_argument("--address", default=None)
     s.add_argument("--quiet", action="store_true")
+    s.add_argument("--wait-for-nodes", action="store_true",
+                   help="with --address: the cluster autoscales, so wait for nodes that fit the trials")
     s.set_defaults(func=cmd_resume)
 
     s = sub.add_parser("report", help="figures and an index.html from a study's results")
@@ -80,28 +85,42 @@ def cmd_list(args) -> int:
 
 def _assignments(study, items: list[str], grid: bool) -> dict:
     out = {}
+    flag = "--grid" if grid else "--set"
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name:
-            flag = "--grid FIELD=V1,V2" if grid else "--set FIELD=VALUE"
-            raise UserError(f"expected {flag}, got {item!r}")
+            raise UserError(f"expected {flag} {'FIELD=V1,V2' if grid else 'FIELD=VALUE'}, got {item!r}")
+        if name in out:
+            raise UserError(f"field '{name}' is given twice in {flag}")
         if grid:
             values = [cfg.parse_value(study.config, name, v) for v in text.split(",")]
             out[name] = [cfg.check_value(study.config, name, v) for v in values]
+            # 0.5 and 0.50 are one value: a trial twice would count twice in seed averages.
+            for i, v in enumerate(out[name]):
+                if v in out[name][:i]:
+                    raise UserError(f"field '{name}' lists {text.split(',')[i]!r} twice in --grid")
         else:
             out[name] = cfg.check_value(study.config, name, cfg.parse_value(study.config, name, text))
     return out
 
 
+def _sweep_fields(study, args) -> tuple[dict, dict]:
+    values = _assignments(study, args.set, grid=False)
+    grid = _assignments(study, args.grid, grid=True)
+    for name in values.keys() & grid.keys():
+        raise UserError(f"field '{name}' is given in both --set and --grid")
+    return values, grid
+
+
 def cmd_run(args) -> int:
     from lookinside import manifest as manifest_io
     from lookinside import planning, ray_setup, sweep
+    from lookinside.lock import SweepLock
     from lookinside.results import Store
 
     study = studies.get(args.study)
     study.preset(args.preset)
-    values = _assignments(study, args.set, grid=False)
-    grid = _assignments(study, args.grid, grid=True)
+    values, grid = _sweep_fields(study, args)
     for flag in ("cpus_per_trial", "gpus_per_trial", "checkpoint_seconds"):
         if not math.isfinite(getattr(args, flag)):
             raise UserError(f"--{flag.replace('_', '-')} must be a finite number")
@@ -117,7 +136,7 @@ def cmd_run(args) -> int:
         raise UserError("--checkpoint-seconds must be > 0")
     pack = None if args.pack == "auto" else _positive_int(args.pack, "--pack")
     store = Store(args.results)
-    store.check_writable_root()
+    _check_store(store, study)
     resources = planning.Resources(cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                                    max_failures=args.max_failures, checkpoint_seconds=args.checkpoint_seconds,
                                    pack=pack)
@@ -127,16 +146,30 @@ def cmd_run(args) -> int:
     ray_setup.start_ray(args.address)  # a cluster that cannot be joined fails before anything is written
     capacity = ray_setup.capacity()
     manifest = planning.plan(study, args.preset, values, grid, store, resources, capacity)
+    waiting = ray_setup.check_fits(manifest["bundles"], args.wait_for_nodes) if args.address else None
     manifest_io.write(store, manifest)
     print(f"sweep {manifest['sweep_id']}: {len(manifest['trials'])} trials of {study.name} "
           f"({args.preset}) in {len(manifest['packs'])} packs", file=sys.stderr)
-    return _finish(sweep.run(study, manifest, store, args.address, show_progress=not args.quiet))
+    if waiting:
+        print(waiting, file=sys.stderr)
+    with SweepLock(store, study.name, manifest["sweep_id"]):
+        return _finish(sweep.run(study, manifest, store, args.address, show_progress=not args.quiet))
+
+
+def _check_store(store, study) -> None:
+    """Everything a sweep will write can be written, and lies outside other results."""
+    from lookinside.trials import all_schemas
+
+    store.check_writable_root()
+    store.check_not_nested()
+    store.check_writable_folders(study.name, all_schemas(study))
 
 
 def cmd_resume(args) -> int:
     from lookinside import manifest as manifest_io
-    from lookinside import sweep
-    from lookinside.results import Store
+    from lookinside import ray_setup, sweep
+    from lookinside.lock import SweepLock
+    from lookinside.results import TRIALS, Store
 
     path, sep, query = args.sweep.partition("?")
     root, _, sweep_id = path.rstrip("/").rpartition("/")
@@ -147,9 +180,20 @@ def cmd_resume(args) -> int:
     study = studies.get(study_name)
     store = Store(root)
     manifest = manifest_io.read(store, study_name, sweep_id)
-    print(f"resuming sweep {sweep_id} of {study_name}", file=sys.stderr)
-    return _finish(sweep.run(study, manifest, store, args.address, resume=True,
-                             show_progress=not args.quiet))
+    _check_store(store, study)
+    # A corrupt or stray file among the finished trials' rows: one line now, not a sweep
+    # that takes every trial for missing.
+    store.committed_statuses(study_name, sweep_id, [t["trial_id"] for t in manifest["trials"]])
+    store.check_readable(study_name, TRIALS, sweep_id)
+    with SweepLock(store, study_name, sweep_id):
+        print(f"resuming sweep {sweep_id} of {study_name}", file=sys.stderr)
+        ray_setup.start_ray(args.address)
+        bundles = manifest.get("bundles") or [[{"CPU": manifest["resources"]["cpus_per_trial"]}]]
+        waiting = ray_setup.check_fits(bundles, args.wait_for_nodes) if args.address else None
+        if waiting:
+            print(waiting, file=sys.stderr)
+        return _finish(sweep.run(study, manifest, store, args.address, resume=True,
+                                 show_progress=not args.quiet))
 
 
 def _finish(outcome) -> int:
@@ -169,7 +213,9 @@ def cmd_report(args) -> int:
     out = args.out or os.path.join("report", study.name)
     if args.sweep and "all" in args.sweep and len(args.sweep) > 1:
         raise UserError("--sweep all stands alone")
-    index = report.build(study, args.results, out, args.sweep)
+    index, notes = report.build(study, args.results, out, args.sweep)
+    for note in notes:
+        print(f"lookinside: note: {note}", file=sys.stderr)
     print(index)
     return 0
 

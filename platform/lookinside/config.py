@@ -73,8 +73,12 @@ def parse_value(config_cls: type, name: str, text: str) -> Any:
             return text
         if typing.get_origin(inner) is tuple:
             item = typing.get_args(inner)[0]
-            # Tuples are written with '-' between items (10-7-5), since ',' separates grid values.
-            return tuple(item(part) for part in text.replace("x", "-").split("-") if part)
+            # Tuples are written with '-' between items (10-7-5), since ',' separates grid values;
+            # so no item can carry a sign ('-3', '10--7' are errors, not [3] and [10, 7]).
+            parts = text.replace("x", "-").split("-")
+            if not all(part.strip() and part.strip()[0] not in "+-" for part in parts):
+                raise ValueError
+            return tuple(item(part) for part in parts)
     except ValueError:
         pass
     raise ConfigError(f"field '{name}' expects {_type_name(tp)}, got {text!r}")

@@ -35,10 +35,15 @@ def group(study: Study, configs: list[Any], k: int) -> list[list[int]]:
     """Indices of `configs` in packs of at most `k` members with the same shape key, in order."""
     packs = []
     for indices in _groups(study, configs):
-        # Even sizes: 10 members with k=8 make packs of 5 and 5, not 8 and 2.
+        # Even sizes, differing by one at most: 10 members with k=8 make packs of 5 and 5,
+        # not 8 and 2; with k=4, of 4, 3 and 3, not 4, 4 and 2.
         n_packs = math.ceil(len(indices) / k)
-        size = math.ceil(len(indices) / n_packs)
-        packs.extend(indices[j:j + size] for j in range(0, len(indices), size))
+        small, extra = divmod(len(indices), n_packs)
+        start = 0
+        for j in range(n_packs):
+            size = small + (j < extra)
+            packs.append(indices[start:start + size])
+            start += size
     return sorted(packs)
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 
 import matplotlib
@@ -61,20 +63,56 @@ def load_sweep(study: Study, root: str, sweep_id: str | None = None) -> tuple[st
     return sweeps[0], tables
 
 
-def build(study: Study, root: str, out: str, sweeps: Sequence[str] | None = None) -> str:
-    sweeps, tables = load_sweeps(study, root, sweeps)
+def build(study: Study, root: str, out: str, sweeps: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """Draws the figures and writes out/index.html; returns its path and a note for each
+    sweep shown that is still running or did not finish. Figures are drawn in a
+    scratch folder and moved in one by one, index.html last, so that an interrupted report
+    leaves the previous one whole."""
     _check_out(out)
+    sweeps, tables = load_sweeps(study, root, sweeps)
+    notes = progress_notes(study, root, sweeps, tables[TRIALS])
     os.makedirs(out, exist_ok=True)
-    figures = study.figures(tables, out)
-    trials = _trials_view(tables[TRIALS], several=len(sweeps) > 1)
-    if study.summary is not None:
-        trials = _join(trials, study.summary(tables))
-    page = _page(study, sweeps, root, figures, trials)
-    index = os.path.join(out, "index.html")
-    with open(index + ".tmp", "w") as f:
-        f.write(page)
-    os.replace(index + ".tmp", index)
-    return index
+    scratch = tempfile.mkdtemp(prefix=".drawing-", dir=out)
+    try:
+        figures = study.figures(tables, scratch)
+        trials = _trials_view(tables[TRIALS], several=len(sweeps) > 1)
+        if study.summary is not None:
+            trials = _join(trials, study.summary(tables))
+        page = _page(study, sweeps, root, figures, trials, notes)
+        for name in os.listdir(scratch):
+            os.replace(os.path.join(scratch, name), os.path.join(out, name))
+        index = os.path.join(out, "index.html")
+        with open(index + ".tmp", "w") as f:
+            f.write(page)
+        os.replace(index + ".tmp", index)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return index, notes
+
+
+def progress_notes(study: Study, root: str, sweeps: Sequence[str], trials: pa.Table) -> list[str]:
+    """A line for each sweep that is still running or was interrupted, with its count of
+    finished trials; none for a sweep whose every trial has its row."""
+    from lookinside import lock
+    from lookinside import manifest as manifest_io
+
+    store = Store(root)
+    notes = []
+    for sweep_id in sweeps:
+        try:
+            total = len(manifest_io.read(store, study.name, sweep_id)["trials"])
+        except ResultsError:
+            continue          # a sweep written without its manifest: nothing to compare with
+        done = pc.sum(pc.equal(trials["sweep_id"], sweep_id)).as_py() or 0
+        if done >= total:
+            continue
+        if lock.running(store, study.name, sweep_id):
+            notes.append(f"sweep {sweep_id} is still running: {done} of {total} trials done; "
+                         "the figures show those only")
+        else:
+            notes.append(f"sweep {sweep_id} did not finish: {done} of {total} trials done (continue it with "
+                         f"lookinside resume {store.uri_under(study.name, sweep_id)}); the figures show those only")
+    return notes
 
 
 def _check_out(out: str) -> None:
@@ -122,7 +160,7 @@ def _join(trials: pa.Table, summary: pa.Table) -> pa.Table:
     return trials.join(summary, "trial_id", join_type="left outer").sort_by("trial_id")
 
 
-def _page(study: Study, sweeps: list[str], root: str, figures, trials: pa.Table) -> str:
+def _page(study: Study, sweeps: list[str], root: str, figures, trials: pa.Table, notes: list[str]) -> str:
     counts = pc.value_counts(trials["status"]).to_pylist()
     status = ", ".join(f"{c['counts']} {c['values']}" for c in counts)
     parts = [
@@ -131,11 +169,13 @@ def _page(study: Study, sweeps: list[str], root: str, figures, trials: pa.Table)
         "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
         "figure{display:inline-block;margin:1em;vertical-align:top;max-width:560px}"
         "img{max-width:100%}table{border-collapse:collapse;font-size:13px}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}.ERROR{background:#fdd}</style></head><body>",
+        "td,th{border:1px solid #ccc;padding:2px 6px}.ERROR{background:#fdd}.note{background:#ffd;padding:4px}"
+        "</style></head><body>",
         f"<h1>{html.escape(study.title)}</h1>",
         f"<p>{'Sweeps' if len(sweeps) > 1 else 'Sweep'} "
         f"{', '.join(f'<code>{html.escape(s)}</code>' for s in sweeps)} under <code>{html.escape(str(root))}</code>: "
         f"{trials.num_rows} trials ({html.escape(status)}).</p>",
+        *(f"<p class='note'><b>Note:</b> {html.escape(n)}.</p>" for n in notes),
     ]
     for fig in figures:
         parts.append(f"<figure><img src='{html.escape(fig.filename)}' alt='{html.escape(fig.title)}'>"

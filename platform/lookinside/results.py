@@ -86,6 +86,46 @@ class Store:
         if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
             raise ResultsError(f"results root {self.root!r} is not writable: {existing} is not a writable folder")
 
+    def check_writable_folders(self, study: str, tables: Iterable[str]) -> None:
+        """Fails with one line unless every folder a sweep of `study` writes (the study's,
+        each table's) is, or can become, a folder this process can write: probed by
+        writing a file, so that a read-only folder is found before anything runs."""
+        if not self.local:
+            return
+        for path in [f"{self.path}/{study}", *(f"{self.path}/{study}/{t}" for t in tables)]:
+            existing = path
+            while not os.path.exists(existing):
+                existing = os.path.dirname(existing)
+            if not os.path.isdir(existing):
+                raise ResultsError(f"cannot write results to {path}: {existing} is not a folder")
+            probe = os.path.join(existing, f".lookinside-probe-{uuid.uuid4().hex[:8]}")
+            try:
+                open(probe, "w").close()
+                os.remove(probe)
+            except OSError as err:
+                raise ResultsError(f"cannot write results to {path}: {existing}: {err.strerror or err}") from None
+
+    def check_not_nested(self) -> None:
+        """Fails with one line if the root lies inside another root's table or sweep folder,
+        where readers would take its files for that table's."""
+        parts = self.path.split("/")
+        for i, part in enumerate(parts):
+            if part.startswith(("sweep_id=", "sweep=")):
+                raise ResultsError(f"results root {self.root!r} lies inside a table's partition "
+                                   f"{'/'.join(parts[:i + 1])}; choose a folder outside other results")
+        if not self.local:
+            return
+        ancestor = self.path
+        while True:
+            sweep = os.path.isfile(os.path.join(ancestor, "sweep.json"))
+            if sweep or _holds_partitions(ancestor):
+                raise ResultsError(f"results root {self.root!r} lies inside the {'sweep' if sweep else 'table'} "
+                                   f"folder {ancestor} of other results; choose a folder outside them")
+            parent = os.path.dirname(ancestor)
+            if parent == ancestor:
+                return
+            ancestor = parent
+
     def exists(self, path: str) -> bool:
         return self._info(path).type != pafs.FileType.NotFound
 
@@ -219,14 +259,26 @@ class Store:
                 return False
         return True
 
+    def check_readable(self, study: str, table: str, sweep_id: str) -> None:
+        """One line naming a corrupt or stray file of a sweep's table, if it holds one."""
+        if self.exists(self.partition_dir(study, table, sweep_id)):
+            try:
+                self.load(study, table, sweep_id)
+            except ResultsError as err:
+                if f"no '{table}' results" not in str(err):
+                    raise
+
     def committed_statuses(self, study: str, sweep_id: str, trial_ids: Iterable[str]) -> dict[str, str | None]:
         """Each trial's status in its `trials` row, or None when it has none yet."""
         files = self.trial_files(study, TRIALS, sweep_id)
         statuses = {}
         for trial_id in trial_ids:
             paths = files.get(trial_id)
-            statuses[trial_id] = (pq.read_table(paths[-1], filesystem=self.fs, columns=["status"]).column(0)[0].as_py()
-                                  if paths else None)
+            try:
+                statuses[trial_id] = (pq.read_table(paths[-1], filesystem=self.fs, columns=["status"])
+                                      .column(0)[0].as_py() if paths else None)
+            except (pa.ArrowException, OSError) as err:
+                raise ResultsError(f"corrupt Parquet file {paths[-1]}: {one_line(err)}") from None
         return statuses
 
     def trial_files(self, study: str, table: str, sweep_id: str) -> dict[str, list[str]]:
@@ -359,12 +411,21 @@ class Store:
     def _explain_corrupt(self, directories: list[str], err: Exception) -> str:
         for directory in directories:
             for info in self._list(directory, recursive=True):
-                if info.type == pafs.FileType.File and _is_data_file(info.path):
+                if info.type == pafs.FileType.File and _is_data_file(info.path):  # .parquet or a stray file
                     try:
                         pq.read_metadata(info.path, filesystem=self.fs)
                     except Exception as bad:  # noqa: BLE001 - any failure marks the file as bad
                         return f"corrupt Parquet file {info.path}: {one_line(bad)}"
         return f"cannot read results in {directories[0]}: {one_line(err)}"
+
+
+def _holds_partitions(folder: str) -> bool:
+    """Whether a local folder is a table folder (it holds sweep_id=... partitions)."""
+    try:
+        with os.scandir(folder) as entries:
+            return any(e.name.startswith(f"{PARTITION}=") and e.is_dir() for e in entries)
+    except OSError:
+        return False
 
 
 def _is_data_file(path: str) -> bool:

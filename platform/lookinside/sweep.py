@@ -17,7 +17,7 @@ import sys
 from lookinside import commit, ray_setup
 from lookinside.errors import one_line
 from lookinside.progress import Progress
-from lookinside.results import TRIALS, Store
+from lookinside.results import TRIALS, ResultsError, Store
 from lookinside.study import Study
 from lookinside.trainable import make_trainable
 
@@ -117,7 +117,9 @@ def settle(study: Study, manifest: dict, store: Store, pack_errors: dict[int, st
     statuses, errors = {}, {}
     try:
         rows = store.load(name, TRIALS, sweep_id, columns=["trial_id", "status", "error"]).to_pylist()
-    except Exception:  # noqa: BLE001 - no rows at all is reported as missing trials below
+    except ResultsError as err:
+        if f"no '{TRIALS}' results" not in str(err):
+            raise        # a corrupt file: one line, not every trial taken for missing
         rows = []
     found = {r["trial_id"]: r for r in rows}
     for member in manifest["trials"]:

@@ -55,7 +55,7 @@ def root(tmp_path):
 
 
 def test_latest_sweep_by_default_with_only_the_figures_columns(root, tmp_path):
-    index = report.build(STUDY, root, str(tmp_path / "out"))
+    index, notes = report.build(STUDY, root, str(tmp_path / "out"))
     page = pathlib.Path(index).read_text()
     assert "Sweep <code>20260102-000000-bbbb</code>" in page and "aaaa" not in page
     assert SEEN["values"] == ["trial_id", "step", "sweep_id"]             # value, resumed_from... not loaded
@@ -64,7 +64,7 @@ def test_latest_sweep_by_default_with_only_the_figures_columns(root, tmp_path):
 
 @pytest.mark.parametrize("sweeps", [["all"], ["20260101-000000-aaaa", "20260102-000000-bbbb"]])
 def test_several_sweeps(root, tmp_path, sweeps):
-    page = pathlib.Path(report.build(STUDY, root, str(tmp_path / "out"), sweeps)).read_text()
+    page = pathlib.Path(report.build(STUDY, root, str(tmp_path / "out"), sweeps)[0]).read_text()
     assert "Sweeps <code>20260101-000000-aaaa</code>, <code>20260102-000000-bbbb</code>" in page
     assert "8 rows of 4 seeds" in page and "<th>sweep_id</th>" in page
 

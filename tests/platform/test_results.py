@@ -125,13 +125,15 @@ def test_corrupt_file_is_named(tmp_path):
     store = Store(str(tmp_path))
     store.write("toy", "metrics", "s1", "a", rows("a", 3))
     committed(store, "s1", "a", "b")
+    [good] = (tmp_path / "toy" / "metrics" / "sweep_id=s1").glob("part-a-*.parquet")
+    before = good.read_bytes()
     bad = tmp_path / "toy" / "metrics" / "sweep_id=s1" / "part-b-0000.parquet"
     bad.write_bytes(b"PAR1 this is not parquet")
     with pytest.raises(ResultsError) as err:
         results.load(str(tmp_path), "toy", "metrics")
     assert "corrupt Parquet file" in str(err.value) and "part-b-0000.parquet" in str(err.value)
-    # The good file is untouched.
-    assert (tmp_path / "toy" / "metrics" / "sweep_id=s1").exists()
+    # The good file is untouched: the same bytes as before the failed load.
+    assert good.read_bytes() == before
 
 
 @pytest.mark.parametrize("make_root,needle", [
