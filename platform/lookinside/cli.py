@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="lookinside", description="Sweeps of the 'Why & When Deep Learning Works' studies.")
+    p = _Parser(prog="lookinside", description="Sweeps of the 'Why & When Deep Learning Works' studies. "
+                "`run` takes the laptop preset unless --preset says otherwise.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     s = sub.add_parser("list", help="studies, presets and the number of trials in each preset's grid")
@@ -38,18 +39,22 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run a study's sweep")
     s.add_argument("study")
-    s.add_argument("--preset", default="laptop")
+    s.add_argument("--preset", default="laptop", help="smoke, laptop or paper (default: laptop; `lookinside list` "
+                                                      "shows each preset's size)")
     s.add_argument("--results", default="./results", help="results root: a path or an s3:// URI")
-    s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    s.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...")
+    s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="fix a config field (repeatable; tuples as 10-7-5)")
+    s.add_argument("--grid", action="append", default=[], metavar="FIELD=V1,V2,...",
+                   help="sweep a config field over these values (repeatable; replaces the preset's grid of it)")
     s.add_argument("--address", default=None, help="a Ray cluster's address (default: embedded local Ray)")
-    s.add_argument("--cpus-per-trial", type=float, default=1.0)
-    s.add_argument("--gpus-per-trial", type=float, default=0.0)
-    s.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial")
+    s.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs of each trial (default 1)")
+    s.add_argument("--gpus-per-trial", type=float, default=0.0,
+                   help="GPUs of each trial, a fraction shares one GPU (default 0)")
+    s.add_argument("--max-failures", type=int, default=2, help="retries of a failing trial (default 2)")
     s.add_argument("--pack", default="auto",
                    help="members per pack: an integer (1 = one network per trial), or 'auto' (default)")
     s.add_argument("--checkpoint-seconds", type=float, default=60.0,
-                   help="a trial saves a checkpoint at most this often")
+                   help="a trial saves a checkpoint at most this often (default 60)")
     s.add_argument("--quiet", action="store_true", help="no live progress line")
     s.add_argument("--wait-for-nodes", action="store_true",
                    help="with --address: the cluster autoscales, so wait for nodes that fit the trials "
@@ -58,16 +63,24 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("resume", help="continue an interrupted sweep")
     s.add_argument("sweep", metavar="ROOT/STUDY/SWEEP_ID")
-    s.add_argument("--address", default=None)
-    s.add_argument("--quiet", action="store_true")
+    s.add_argument("--address", default=None, help="a Ray cluster's address (default: embedded local Ray)")
+    s.add_argument("--quiet", action="store_true", help="no live progress line")
     s.add_argument("--wait-for-nodes", action="store_true",
                    help="with --address: the cluster autoscales, so wait for nodes that fit the trials")
     s.set_defaults(func=cmd_resume)
 
+    s = sub.add_parser("sweeps", help="a study's sweeps: id, preset, overrides, trials done and failed")
+    s.add_argument("study")
+    s.add_argument("--results", default="./results", help="results root: a path or an s3:// URI")
+    s.set_defaults(func=cmd_sweeps)
+
     s = sub.add_parser("report", help="figures and an index.html from a study's results")
     s.add_argument("study")
-    s.add_argument("--results", default="./results")
-    s.add_argument("--out", default=None, help="output folder (default ./report/STUDY)")
+    s.add_argument("--results", default="./results", help="results root: a path or an s3:// URI")
+    s.add_argument("--out", default=None,
+                   help="folder of the study's reports (default ./report/STUDY); each sweep's report goes to "
+                        "OUT/SWEEP_ID/, and OUT/latest points at the newest")
+    s.add_argument("--findings", action="store_true", help="also print the study's findings, with their numbers")
     s.add_argument("--sweep", action="append", default=None, metavar="ID",
                    help="a sweep id, repeatable, or 'all' (default: the latest)")
     s.set_defaults(func=cmd_report)
@@ -216,7 +229,38 @@ def cmd_report(args) -> int:
     index, notes = report.build(study, args.results, out, args.sweep)
     for note in notes:
         print(f"lookinside: note: {note}", file=sys.stderr)
+    if args.findings and study.findings is not None:
+        _, tables = report.load_sweeps(study, args.results, args.sweep)
+        print("\n".join(study.findings(tables)))
     print(index)
+    return 0
+
+
+def cmd_sweeps(args) -> int:
+    """A study's sweeps, oldest first: id, preset, trials done / failed / in all, started, overrides."""
+    import pyarrow.compute as pc
+
+    from lookinside import manifest as manifest_io
+    from lookinside.report import overrides
+    from lookinside.results import TRIALS, ResultsError, Store
+
+    study = studies.get(args.study)
+    store = Store(args.results)
+    known = store.sweeps(study.name)
+    if not known:
+        store.load(study.name, TRIALS)       # says why: no root, a file, no results of this study
+        raise UserError(f"no sweeps of study {study.name} under {args.results}")
+    trials = store.load(study.name, TRIALS, columns=["trial_id", "status"])
+    print(f"{'sweep':<22} {'preset':<8} {'done':>5} {'failed':>6} {'trials':>6}  {'started (UTC)':<19}  overrides")
+    for sweep_id in known:
+        statuses = trials.filter(pc.equal(trials["sweep_id"], sweep_id))["status"].to_pylist()
+        try:
+            m = manifest_io.read(store, study.name, sweep_id)
+        except ResultsError:
+            m = {"trials": statuses, "preset": "?", "created_at": ""}
+        started = m.get("created_at", "")[:19].replace("T", " ")
+        print(f"{sweep_id:<22} {m.get('preset', '?'):<8} {statuses.count('TERMINATED'):>5} "
+              f"{statuses.count('ERROR'):>6} {len(m['trials']):>6}  {started:<19}  {overrides(m) or '-'}")
     return 0
 
 

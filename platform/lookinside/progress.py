@@ -10,6 +10,8 @@ from ray import tune
 
 # The key of a Tune result under which a trial's live metrics travel.
 LIVE = "live"
+# A live metric in [0, 1]: the share of its work a running trial has done (the ETA uses it).
+PROGRESS = "progress"
 
 
 class Progress(tune.Callback):
@@ -50,11 +52,22 @@ class Progress(tune.Callback):
         """The live metrics of the running trials (of all that reported, if none runs), averaged."""
         running = [t.trial_id for t in trials if t.status == "RUNNING" and t.trial_id in self._live]
         chosen = [self._live[t] for t in running] or list(self._live.values())
-        if not chosen:
+        names = [k for k in dict.fromkeys(k for m in chosen for k in m) if k != PROGRESS]
+        if not names:
             return ""
-        names = list(dict.fromkeys(k for m in chosen for k in m))
         means = {k: sum(m[k] for m in chosen if k in m) / sum(k in m for m in chosen) for k in names}
         return " | " + ", ".join(f"{k} {_number(v)}" for k, v in means.items())
+
+    def work_done(self, trials) -> float:
+        """Trials' worth of work done: finished members, and running members' reported share."""
+        work = 0.0
+        for trial in trials:
+            n = self.pack_sizes[trial.config["pack"]]
+            if trial.status in ("TERMINATED", "ERROR"):
+                work += n
+            elif trial.status == "RUNNING":
+                work += n * min(1.0, max(0.0, self._live.get(trial.trial_id, {}).get(PROGRESS, 0.0)))
+        return work
 
     def on_step_end(self, iteration, trials, **info) -> None:
         self._show(trials, force=False)
@@ -77,8 +90,8 @@ class Progress(tune.Callback):
             return
         self._last, self._status = now, status
         elapsed = now - self._start
-        finished = done + failed
-        eta = _clock(elapsed / finished * (self.total - finished)) if finished else "--:--"
+        work = self.work_done(trials)
+        eta = _clock(elapsed / work * (self.total - work)) if work > 0 else "--:--"
         line = f"{status} | elapsed {_clock(elapsed)} | ETA {eta}{self.live(trials)}"
         sys.stderr.write("\r" + line.ljust(90) if tty else line + "\n")
         sys.stderr.flush()

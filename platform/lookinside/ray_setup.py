@@ -38,6 +38,8 @@ def start_ray(address: str | None) -> None:
     else:
         # address="local": a new Ray of our own, never one that happens to run on this machine
         # (RAY_ADDRESS, the last `ray start`, or the helpers a killed driver left behind).
+        # Ray warns at every start that token authentication is on; the README says it once.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
         with _loopback_node():
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **kwargs)
 

@@ -63,14 +63,22 @@ def load_sweep(study: Study, root: str, sweep_id: str | None = None) -> tuple[st
     return sweeps[0], tables
 
 
-def build(study: Study, root: str, out: str, sweeps: Sequence[str] | None = None) -> tuple[str, list[str]]:
-    """Draws the figures and writes out/index.html; returns its path and a note for each
-    sweep shown that is still running or did not finish. Figures are drawn in a
-    scratch folder and moved in one by one, index.html last, so that an interrupted report
-    leaves the previous one whole."""
-    _check_out(out)
+def build(study: Study, root: str, base: str, sweeps: Sequence[str] | None = None) -> tuple[str, list[str]]:
+    """Draws the figures and writes index.html in a folder of its own under `base`:
+    base/<sweep_id>/ for one sweep (and base/latest pointing at the newest sweep reported),
+    base/all/ for --sweep all, base/<id>+<id>/ for several; returns the index's path and a
+    note for each sweep shown that is still running or did not finish. Figures are drawn
+    in a scratch folder and moved in one by one, index.html last, so that an interrupted
+    report leaves the previous one whole."""
+    _check_out(base)
+    everything = list(sweeps or []) == ["all"]
     sweeps, tables = load_sweeps(study, root, sweeps)
+    name = "all" if everything else "+".join(sweeps)
+    out = os.path.join(base, name)
+    _check_out(out)
     notes = progress_notes(study, root, sweeps, tables[TRIALS])
+    described = describe_sweeps(study, root, sweeps, tables[TRIALS])
+    findings = study.findings(tables) if study.findings is not None else []
     os.makedirs(out, exist_ok=True)
     scratch = tempfile.mkdtemp(prefix=".drawing-", dir=out)
     try:
@@ -78,16 +86,64 @@ def build(study: Study, root: str, out: str, sweeps: Sequence[str] | None = None
         trials = _trials_view(tables[TRIALS], several=len(sweeps) > 1)
         if study.summary is not None:
             trials = _join(trials, study.summary(tables))
-        page = _page(study, sweeps, root, figures, trials, notes)
-        for name in os.listdir(scratch):
-            os.replace(os.path.join(scratch, name), os.path.join(out, name))
+        page = _page(study, sweeps, root, figures, trials, notes, described, findings)
+        for drawn in os.listdir(scratch):
+            os.replace(os.path.join(scratch, drawn), os.path.join(out, drawn))
         index = os.path.join(out, "index.html")
         with open(index + ".tmp", "w") as f:
             f.write(page)
         os.replace(index + ".tmp", index)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    if len(sweeps) == 1 and not everything:
+        _point_latest(base, name)
     return index, notes
+
+
+def _point_latest(base: str, name: str) -> None:
+    """base/latest -> the report of the newest sweep reported so far (sweep ids sort by time)."""
+    latest = os.path.join(base, "latest")
+    if os.path.islink(latest) and os.readlink(latest) > name:
+        return
+    if os.path.exists(latest) and not os.path.islink(latest):
+        return                       # the user's own file or folder: left alone
+    temporary = f"{latest}.{os.getpid()}.tmp"
+    os.symlink(name, temporary)
+    os.replace(temporary, latest)
+
+
+def describe_sweeps(study: Study, root: str, sweeps: Sequence[str], trials: pa.Table) -> list[str]:
+    """Per sweep: its preset and overrides (from its manifest); then the config fields
+    that every trial shown shares."""
+    from lookinside import manifest as manifest_io
+
+    store = Store(root)
+    lines = []
+    for sweep_id in sweeps:
+        try:
+            m = manifest_io.read(store, study.name, sweep_id)
+        except ResultsError:
+            lines.append(f"{sweep_id}: no manifest")
+            continue
+        lines.append(f"{sweep_id}: preset {m.get('preset')}, {len(m['trials'])} trials, "
+                     f"{overrides(m) or 'no overrides'}")
+    platform_columns = set(TRIALS_SCHEMA.names) | {"sweep_id"}
+    fixed = [f"{c}={_fmt(trials[c][0].as_py())}" for c in trials.column_names
+             if c not in platform_columns and trials.num_rows and pc.count_distinct(trials[c]).as_py() == 1]
+    if fixed:
+        lines.append("fixed in every trial: " + ", ".join(fixed))
+    return lines
+
+
+def overrides(manifest: dict) -> str:
+    """A sweep's --set and --grid flags, as the user gave them."""
+    flags = [f"--set {k}={_value(v)}" for k, v in manifest.get("values", {}).items()]
+    flags += [f"--grid {k}={','.join(_value(x) for x in v)}" for k, v in manifest.get("grid", {}).items()]
+    return " ".join(flags)
+
+
+def _value(v) -> str:
+    return "-".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
 
 
 def progress_notes(study: Study, root: str, sweeps: Sequence[str], trials: pa.Table) -> list[str]:
@@ -160,7 +216,8 @@ def _join(trials: pa.Table, summary: pa.Table) -> pa.Table:
     return trials.join(summary, "trial_id", join_type="left outer").sort_by("trial_id")
 
 
-def _page(study: Study, sweeps: list[str], root: str, figures, trials: pa.Table, notes: list[str]) -> str:
+def _page(study: Study, sweeps: list[str], root: str, figures, trials: pa.Table, notes: list[str],
+          described: list[str], findings: list[str]) -> str:
     counts = pc.value_counts(trials["status"]).to_pylist()
     status = ", ".join(f"{c['counts']} {c['values']}" for c in counts)
     parts = [
@@ -176,9 +233,13 @@ def _page(study: Study, sweeps: list[str], root: str, figures, trials: pa.Table,
         f"{', '.join(f'<code>{html.escape(s)}</code>' for s in sweeps)} under <code>{html.escape(str(root))}</code>: "
         f"{trials.num_rows} trials ({html.escape(status)}).</p>",
         *(f"<p class='note'><b>Note:</b> {html.escape(n)}.</p>" for n in notes),
+        "<ul>", *(f"<li>{html.escape(line)}</li>" for line in described), "</ul>",
     ]
+    if findings:
+        parts += ["<h2>Findings</h2><ul>", *(f"<li>{html.escape(line)}</li>" for line in findings), "</ul>"]
     for fig in figures:
-        parts.append(f"<figure><img src='{html.escape(fig.filename)}' alt='{html.escape(fig.title)}'>"
+        parts.append(f"<figure><a href='{html.escape(fig.filename)}'>"
+                     f"<img src='{html.escape(fig.filename)}' alt='{html.escape(fig.title)}'></a>"
                      f"<figcaption><b>{html.escape(fig.title)}.</b> {html.escape(fig.caption)}"
                      "</figcaption></figure>")
     parts.append("<h2>Trials</h2><table><tr>")

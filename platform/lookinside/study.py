@@ -73,6 +73,9 @@ class Study:
     member_state: Callable[[Any, int], Any] | None = None
     # table -> the columns the figures read, so that `report` loads only those.
     figure_columns: Mapping[str, Sequence[str]] | None = None
+    # findings(tables) -> the study's findings as short lines with their numbers, listed
+    # in the report's index (and printed by `report --findings`).
+    findings: Callable[[Mapping[str, pa.Table]], list[str]] | None = None
 
     def preset(self, name: str) -> Preset:
         if name not in self.presets:

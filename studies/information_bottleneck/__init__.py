@@ -33,6 +33,11 @@ def _figures(tables, out):
     return figures.draw(tables, out)
 
 
+def _findings(tables):
+    from lookinside.studies.information_bottleneck import findings
+    return findings.summary_lines(tables)
+
+
 def _summary(tables):
     from lookinside.studies.information_bottleneck import figures
     return figures.summary(tables)
@@ -47,6 +52,7 @@ STUDY = Study(
     tables=TABLES,
     figures=_figures,
     summary=_summary,
+    findings=_findings,
     pack_fields=PACK_FIELDS,
     prepare=trial.prepare,
     member_bytes=trial.member_bytes,

@@ -52,7 +52,11 @@ class IBConfig:
                                  "Saxe et al. paper 0.1 (their notebook 1e-3)", low=1e-8, high=100.0)
     kde_epochs: int = param(
         8, "how many of the logged epochs (log-spaced among them) also get the KDE bounds; "
-        "0 turns KDE off. Each costs O(N^2 d) per layer", "lookinside; Saxe et al. compute it at every logged epoch",
+        "0 turns KDE off. Each costs N^2/2 exponentials per layer (about 0.1 s per network "
+        "for six layers at N = 4096 on one core, benchmarks/ib_scale.py); the presets take "
+        "enough (laptop 30 of 80, paper 48 of 274) to trace fitting (tens of epochs) and "
+        "compression (hundreds to thousands) rather than a few straight segments",
+        "lookinside; Saxe et al. compute it at every logged epoch",
         low=0, high=100_000)
     logged_epochs: int = param(
         100, "epochs at which information, gradients and metrics are measured, log-spaced "
@@ -75,10 +79,10 @@ PRESETS = {
     "laptop": Preset(
         "tanh vs ReLU x 5/45/85% training data x 5 seeds, IDNNs' Adam 4e-4: fitting, then "
         "compression under tanh (minutes on a CPU)",
-        {"epochs": 8000, "logged_epochs": 80, "kde_epochs": 6},
+        {"epochs": 8000, "logged_epochs": 80, "kde_epochs": 30},
         {"activation": ["tanh", "relu"], "train_fraction": [0.05, 0.45, 0.85], "seed": [0, 1, 2, 3, 4]}),
     "paper": Preset(
         "the paper's scale: 50 seeds x train fractions 5/45/85% x 10^4 epochs, tanh and ReLU",
-        {"epochs": 10_000, "logged_epochs": 274, "kde_epochs": 40},
+        {"epochs": 10_000, "logged_epochs": 274, "kde_epochs": 48},
         {"activation": ["tanh", "relu"], "train_fraction": [0.05, 0.45, 0.85], "seed": list(range(50))}),
 }

@@ -174,11 +174,12 @@ def test_interrupted_report_leaves_the_previous_one_whole(toy_sweep, tmp_path):
                 raise KeyboardInterrupt      # Ctrl-C half-way through the figures
         return []
     study = dataclasses.replace(toy_study.STUDY, figures=figures)
-    report.build(study, str(root), str(out))
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    folder = pathlib.Path(report.build(study, str(root), str(out))[0]).parent
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
     with pytest.raises(KeyboardInterrupt):
         report.build(dataclasses.replace(study, figures=lambda t, f: figures(t, f, stop=True)), str(root), str(out))
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before        # no half-drawn figure, no stray folder
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before     # no half-drawn figure, no stray folder
+    assert sorted(p.name for p in out.iterdir()) == sorted([folder.name, "latest"])
 
 
 def test_report_of_an_unfinished_sweep_says_so(toy_sweep, tmp_path):
@@ -188,7 +189,7 @@ def test_report_of_an_unfinished_sweep_says_so(toy_sweep, tmp_path):
     out = lookinside("report", "toy", "--results", str(root), "--out", str(tmp_path / "out"))
     assert out.returncode == 0, out.stderr
     note = f"sweep {sweep_id} did not finish: 2 of 3 trials done"
-    assert note in out.stderr and note in (tmp_path / "out" / "index.html").read_text()
+    assert note in out.stderr and note in (tmp_path / "out" / sweep_id / "index.html").read_text()
     from lookinside.lock import SweepLock
     from lookinside.results import Store
     with SweepLock(Store(str(root)), "toy", sweep_id):
@@ -208,3 +209,18 @@ def test_files_the_platform_reads_back_are_json_or_parquet(toy_sweep):
         if path.is_file() and not any(t == path or t in path.parents for t in tune_state):
             assert path.suffix in (".json", ".parquet"), path
     assert results.load(str(root), "toy", "trials").num_rows == 3
+
+
+def test_sweeps_lists_each_sweep_with_its_preset_counts_and_overrides(toy_sweep, tmp_path):
+    root, sweep_id = copy_sweep(toy_sweep, tmp_path)
+    again = lookinside("run", "toy", "--preset", "smoke", "--results", str(root), "--quiet", "--set", "steps=2",
+                       "--grid", "seed=7,8")
+    assert again.returncode == 0, again.stderr
+    out = lookinside("sweeps", "toy", "--results", str(root))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split()[:5] == ["sweep", "preset", "done", "failed", "trials"] and len(lines) == 3
+    assert lines[1].split()[:5] == [sweep_id, "smoke", "3", "0", "3"] and lines[1].endswith("--pack 1") is False
+    assert lines[2].split()[1:5] == ["smoke", "2", "0", "2"] and lines[2].endswith("--set steps=2 --grid seed=7,8")
+    missing = lookinside("sweeps", "toy", "--results", str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1 and "does not exist" in missing.stderr

@@ -59,7 +59,14 @@ def test_latest_sweep_by_default_with_only_the_figures_columns(root, tmp_path):
     page = pathlib.Path(index).read_text()
     assert "Sweep <code>20260102-000000-bbbb</code>" in page and "aaaa" not in page
     assert SEEN["values"] == ["trial_id", "step", "sweep_id"]             # value, resumed_from... not loaded
-    assert "4 rows of 2 seeds" in page and (tmp_path / "out" / "steps.png").exists()
+    assert "4 rows of 2 seeds" in page and (tmp_path / "out" / "20260102-000000-bbbb" / "steps.png").exists()
+    assert pathlib.Path(index) == tmp_path / "out" / "20260102-000000-bbbb" / "index.html"
+    assert os.readlink(tmp_path / "out" / "latest") == "20260102-000000-bbbb"
+    # The older sweep's report goes to its own folder; `latest` keeps pointing at the newer.
+    older, _ = report.build(STUDY, root, str(tmp_path / "out"), ["20260101-000000-aaaa"])
+    assert pathlib.Path(older).parent.name == "20260101-000000-aaaa"
+    assert os.readlink(tmp_path / "out" / "latest") == "20260102-000000-bbbb"
+    assert "preset smoke" not in page and "20260102-000000-bbbb: no manifest" in page
 
 
 @pytest.mark.parametrize("sweeps", [["all"], ["20260101-000000-aaaa", "20260102-000000-bbbb"]])
@@ -78,7 +85,7 @@ def test_command_line_sweep_flags(root, tmp_path):
                                "--out", str(tmp_path / "out"), *args], capture_output=True, text=True, env=env,
                               timeout=120)
     assert run("--sweep", "all").returncode == 0
-    assert "aaaa" in (tmp_path / "out" / "index.html").read_text()
+    assert "aaaa" in (tmp_path / "out" / "all" / "index.html").read_text()
     bad = run("--sweep", "20260101-000000-aaaa", "--sweep", "nosuch")
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "no sweep nosuch of study toy" in bad.stderr
     both = run("--sweep", "all", "--sweep", "20260101-000000-aaaa")

@@ -213,7 +213,7 @@ def test_sweep_and_report_on_an_s3_root(s3_root, tmp_path):
                              "--results", s3_root, "--out", str(tmp_path / "report")],
                             capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
-    assert (tmp_path / "report" / "information_plane.png").exists()
+    assert (tmp_path / "report" / "latest" / "information_plane.png").exists()
 
 
 def test_uri_options_stay_after_the_sweep_path():

@@ -1,5 +1,6 @@
 """The whole path a user takes: `lookinside run --preset smoke`, then `lookinside report`."""
 
+import os
 import subprocess
 import sys
 
@@ -70,9 +71,12 @@ def test_smoke_sweep_writes_four_tables_and_report_draws_them(tmp_path, capsys):
     report = subprocess.run([sys.executable, "-m", "lookinside.cli", "report", STUDY, "--results", str(root),
                              "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
-    page = (out / "index.html").read_text()
+    # The sweep's own folder, with `latest` pointing at it.
+    (sweep_id,) = set(trials.sweep_id)
+    assert os.readlink(out / "latest") == sweep_id and (out / sweep_id / "index.html").is_file()
+    page = (out / "latest" / "index.html").read_text()
     for png in ("information_plane.png", "compression.png", "gradients.png"):
-        assert (out / png).stat().st_size > 10_000
+        assert (out / "latest" / png).stat().st_size > 10_000
         assert f"src='{png}'" in page
     assert page.count("<tr class='TERMINATED'>") == 4
 
@@ -97,4 +101,4 @@ def test_sweep_where_every_trial_fails_exits_1_and_still_reports(tmp_path):
     report = subprocess.run([sys.executable, "-m", "lookinside.cli", "report", STUDY, "--results", str(root),
                              "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert report.returncode == 0, report.stderr
-    assert (out / "index.html").read_text().count("<tr class='ERROR'>") == 2
+    assert (out / "latest" / "index.html").read_text().count("<tr class='ERROR'>") == 2

@@ -237,11 +237,44 @@ def test_kde_matches_a_plain_numpy_implementation():
     acts = torch.tanh(torch.randn(300, 3, generator=gen(8)) * 2)
     labels = random_labels(300, 3, 8)
     for noise_var in (0.1, 1e-3):
-        out = kde_information(acts, labels, noise_var)
         expected = kde_information_reference(acts.double().numpy(), labels.numpy(), noise_var)
+        # float64 throughout: rounding alone (measured below 1e-14 bits).
+        out = kde_information(acts, labels, noise_var, dtype=torch.float64)
         for key in KEYS:
-            assert abs(out[key].item() - expected[key]) < 1e-8, key
+            assert abs(out[key].item() - expected[key]) < 1e-10, key
+        # The default picks float32 where its error bound is below 1e-4 bits (here at
+        # noise_var 0.1; measured max |diff| about 1e-7 bits) and float64 otherwise.
+        out = kde_information(acts, labels, noise_var)
+        for key in KEYS:
+            assert abs(out[key].item() - expected[key]) < 1e-5, key
         assert 0.1 < out["upper_i_xt"].item() < math.log2(300)
+
+
+@pytest.mark.parametrize("d, scale, duplicates", [(10, 1.0, False), (10, 3.0, False), (3, 30.0, True), (2, 2.0, True)],
+                         ids=["tanh-d10", "saturated-d10", "binary-d3", "d2-repeated-rows"])
+def test_fast_kde_matches_the_reference_on_layer_sized_inputs(d, scale, duplicates, monkeypatch):
+    # The study's 4096 inputs through a random tanh layer: distinct rows, saturated rows
+    # (many identical in float32), or rows drawn from 50 prototypes (merged with counts).
+    g = gen(20 + d)
+    if duplicates:
+        protos = torch.tanh(torch.randn(50, d, generator=g) * scale)
+        acts = protos[torch.randint(0, 50, (N,), generator=g)]
+    else:
+        acts = torch.tanh(twelve_bits() @ torch.randn(12, d, generator=g) * scale / math.sqrt(12))
+    labels = random_labels(N, 2, d)
+    expected = kde_information_reference(acts.double().numpy(), labels.numpy(), 0.1)
+    fast = kde_information(acts, labels, 0.1)
+    exact = kde_information(acts, labels, 0.1, dtype=torch.float64)
+    # The torch path that CUDA takes (torch.unique instead of np.unique), run on the CPU.
+    monkeypatch.setattr(estimators, "_numpy_path", lambda device: False)
+    torch_path = kde_information(acts, labels, 0.1)
+    for key in KEYS:
+        # float32 within its stated 1e-4 bits (measured max |diff| 2e-7 bits over these
+        # cases); float64 to rounding.
+        assert abs(fast[key].item() - expected[key]) < 1e-5, key
+        assert abs(exact[key].item() - expected[key]) < 1e-10, key
+        assert abs(torch_path[key].item() - fast[key].item()) < 1e-12, key
+    assert 0.5 < expected["upper_i_xt"] < 12.0
 
 
 @pytest.mark.parametrize("d", [1, 7, 1024])
@@ -249,16 +282,20 @@ def test_kde_batched_and_chunked_agree_and_bounds_are_ordered(d):
     n = 96
     acts = torch.randn(2, 3, n, d, generator=gen(d)) * 0.05 / math.sqrt(d)
     labels = random_labels(n, 2, d)
-    full = kde_information(acts, labels, noise_var=1e-3)
-    # Blocks of one member, of a few rows, and of 50 distances (a running sum over
-    # column blocks).
+    full = kde_information(acts, labels, noise_var=1e-3, dtype=torch.float64)
+    # One block, and square blocks of 21 and of 7 items (50 distances): the upper
+    # triangle of blocks, each added to its rows' and its columns' sums.
     for max_chunk_elements in (n * n, 5 * n, 50):
-        chunked = kde_information(acts, labels, noise_var=1e-3, max_chunk_elements=max_chunk_elements)
+        chunked = kde_information(acts, labels, noise_var=1e-3, max_chunk_elements=max_chunk_elements,
+                                  dtype=torch.float64)
         for key in KEYS:
             assert full[key].shape == (2, 3)
             assert torch.allclose(full[key], chunked[key], rtol=0, atol=1e-10)
+        fast = kde_information(acts, labels, noise_var=1e-3, max_chunk_elements=max_chunk_elements)
+        for key in KEYS:
+            assert torch.allclose(full[key], fast[key], rtol=0, atol=1e-5)
     for m in range(2):
-        one = kde_information(acts[m, 1], labels, noise_var=1e-3)
+        one = kde_information(acts[m, 1], labels, noise_var=1e-3, dtype=torch.float64)
         for key in KEYS:
             assert abs(one[key].item() - full[key][m, 1].item()) < 1e-10
     assert (full["lower_i_xt"] <= full["upper_i_xt"] + 1e-12).all()
