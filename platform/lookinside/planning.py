@@ -54,7 +54,8 @@ def plan(study: Study, preset: str, values: Mapping[str, Any], grid: Mapping[str
     `capacity` (this machine's, or the cluster's on --address)."""
     configs = study.configs(preset, values, grid)
     sweep_id = new_sweep_id()
-    trials = [{"trial_id": f"{sweep_id}-{i:05d}", "config": cfg.to_dict(c)} for i, c in enumerate(configs)]
+    trials = [{"trial_id": f"{sweep_id}-{i:05d}", "preset": preset, "config": cfg.to_dict(c)}
+              for i, c in enumerate(configs)]
     # Every trial must fit; packs are sized for the largest.
     needs = {}
     for c in configs:

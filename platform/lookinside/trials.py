@@ -15,6 +15,7 @@ from lookinside.study import Study
 TRIALS_SCHEMA = pa.schema([
     ("trial_id", pa.string()),
     ("study", pa.string()),
+    ("preset", pa.string()),          # the preset the sweep started from
     ("status", pa.string()),          # TERMINATED or ERROR
     ("attempt", pa.int64()),          # 1 for the first run of the trial
     ("node", pa.string()),            # the Ray node id of the attempt that committed it
@@ -43,7 +44,8 @@ def all_schemas(study: Study) -> dict[str, pa.Schema]:
 def row(study: Study, member: dict, status: str, attempt: int, started: datetime, finished: datetime,
         error: str | None, node: str | None = None, host: str | None = None) -> pa.Table:
     config = member["config"]
-    values = {"trial_id": member["trial_id"], "study": study.name, "status": status, "attempt": attempt,
+    values = {"trial_id": member["trial_id"], "study": study.name, "preset": member.get("preset"),
+              "status": status, "attempt": attempt,
               "node": node, "host": host, "started_at": started, "finished_at": finished,
               "config": json.dumps(config, sort_keys=True), "error": error}
     for name, v in config.items():

@@ -60,6 +60,7 @@ def test_smoke_sweep_writes_four_tables_and_report_draws_them(tmp_path, capsys):
     assert len(trials) == 4 and set(trials.status) == {"TERMINATED"}
     assert sorted(zip(trials.activation, trials.seed)) == [("relu", 0), ("relu", 1), ("tanh", 0), ("tanh", 1)]
     assert (trials.attempt == 1).all() and (trials.finished_at >= trials.started_at).all()
+    assert set(trials.preset) == {"smoke"} and set(trials.study) == {STUDY}
     for table in ("information", "gradients", "metrics"):
         data = results.load(str(root), STUDY, table)
         assert set(data["trial_id"].to_pylist()) == set(trials.trial_id), table
