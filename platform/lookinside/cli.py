@@ -11,6 +11,8 @@ from lookinside import config as cfg
 from lookinside import study as studies
 from lookinside.errors import UserError
 
+DEFAULT_PRESET = "laptop"
+
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
@@ -39,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("run", help="run a study's sweep")
     s.add_argument("study")
-    s.add_argument("--preset", default="laptop", help="smoke, laptop or paper (default: laptop; `lookinside list` "
-                                                      "shows each preset's size)")
+    s.add_argument("--preset", default=DEFAULT_PRESET,
+                   help=f"smoke, laptop or paper (default: {DEFAULT_PRESET}; `lookinside list` shows their sizes)")
     s.add_argument("--results", default="./results", help="results root: a path or an s3:// URI")
     s.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="fix a config field (repeatable; tuples as 10-7-5)")
@@ -92,7 +94,8 @@ def cmd_list(args) -> int:
         study = studies.get(name)
         print(f"{name}: {study.title}")
         for preset_name, preset in study.presets.items():
-            print(f"  {preset_name:<8} {study.grid_size(preset_name):>6} trials  {preset.description}")
+            default = "  [the default]" if preset_name == DEFAULT_PRESET else ""
+            print(f"  {preset_name:<8} {study.grid_size(preset_name):>6} trials  {preset.description}{default}")
     return 0
 
 

@@ -138,3 +138,32 @@ def test_a_missing_source_sweep_is_one_line_before_anything_is_written(tmp_path)
     assert out.stderr.strip() == (f"lookinside: error: no sweep 20990101-000000-beef of study toy under "
                                   f"{tmp_path / 'r'}")
     assert not (tmp_path / "r").exists()
+
+
+def test_every_option_of_run_has_help_and_the_default_preset_is_named():
+    out = lookinside("run", "--help")
+    assert out.returncode == 0
+    options = [line for line in out.stdout.splitlines() if line.strip().startswith("--")]
+    assert len(options) >= 12
+    text = out.stdout.replace("\n", " ")
+    for line in options:
+        flag = line.split()[0].rstrip(",")
+        after = text.split(flag, 1)[1].split("  --", 1)[0]
+        assert len(after.split()) >= 3, f"{flag} has no help"
+    assert "default: laptop" in text
+    listed = lookinside("list").stdout
+    assert "laptop" in listed and listed.count("[the default]") == len(
+        [line for line in listed.splitlines() if not line.startswith(" ")])
+
+
+def test_eta_counts_the_work_running_packs_report():
+    from types import SimpleNamespace
+
+    from lookinside.progress import LIVE, Progress
+    progress = Progress("toy", total=6, pack_sizes=[2, 4], enabled=False)
+    done = SimpleNamespace(config={"pack": 0}, status="TERMINATED", trial_id="a")
+    running = SimpleNamespace(config={"pack": 1}, status="RUNNING", trial_id="b")
+    assert progress.work_done([done, running]) == 2.0
+    progress.on_trial_result(0, [done, running], running, {LIVE: {"progress": 0.25, "epoch": 10.0}})
+    assert progress.work_done([done, running]) == 3.0          # a quarter of a pack of four
+    assert progress.live([done, running]) == " | epoch 10"

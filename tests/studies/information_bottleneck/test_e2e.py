@@ -55,6 +55,7 @@ def test_smoke_sweep_writes_four_tables_and_report_draws_them(tmp_path, capsys):
     assert run.returncode == 0, run.stderr
     assert "4/4 trials finished" in run.stderr
     assert "4/4 done, 0 running, 0 failed" in run.stderr              # the progress line
+    assert "Token authentication" not in run.stderr and "\x1b" not in run.stderr
 
     trials = results.load(str(root), STUDY, "trials").to_pandas()
     assert len(trials) == 4 and set(trials.status) == {"TERMINATED"}
