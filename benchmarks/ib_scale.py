@@ -32,6 +32,7 @@ import sys
 import time
 
 import torch
+from rates import matmul_rate  # benchmarks/rates.py, beside this script
 
 from lookinside.session import Session
 from lookinside.studies.information_bottleneck import STUDY, estimators, trial
@@ -137,16 +138,6 @@ def exp_rate() -> float:
     for _ in range(200):
         torch.exp(x, out=y)
     return 200 * x.numel() / (time.perf_counter() - start)
-
-
-def matmul_rate() -> float:
-    """FLOP/s of one thread on a large float32 matmul."""
-    a = torch.randn(1024, 1024)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    return 10 * 2 * 1024 ** 3 / (time.perf_counter() - start)
 
 
 def preset_shape(preset: str) -> dict:

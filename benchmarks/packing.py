@@ -31,6 +31,7 @@ import time
 import numpy as np
 import pyarrow as pa
 import torch
+from rates import matmul_rate  # benchmarks/rates.py, beside this script
 
 from lookinside import manifest as manifest_io
 from lookinside import planning, ray_setup, results, sweep
@@ -98,17 +99,6 @@ def run_pack(seeds: int, epochs: int, pack_size: int) -> float:
     start = time.perf_counter()
     trial.train(configs, Session([f"seed{c.seed}" for c in configs], STUDY.tables))
     return time.perf_counter() - start
-
-
-def matmul_rate() -> float:
-    """FLOP/s of one thread on a large float32 matmul, the best this core does."""
-    torch.set_num_threads(1)
-    a = torch.randn(1024, 1024)
-    a @ a
-    start = time.perf_counter()
-    for _ in range(10):
-        a @ a
-    return 10 * 2 * 1024 ** 3 / (time.perf_counter() - start)
 
 
 def arithmetic_flops(seeds: int, epochs: int) -> float:

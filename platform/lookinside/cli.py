@@ -9,32 +9,29 @@ import sys
 
 from lookinside import config as cfg
 from lookinside import study as studies
-from lookinside.errors import UserError
+from lookinside.errors import UserError, exit_code
 
 DEFAULT_PRESET = "laptop"
 
 
-class _Parser(argparse.ArgumentParser):
+class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, not argparse's usage block
         raise UserError(message)
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = _parser().parse_args(argv)
-        return args.func(args)
-    except UserError as err:
-        print(f"lookinside: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("lookinside: interrupted", file=sys.stderr)
-        return 130
+    return exit_code(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    args = _parser().parse_args(argv)
+    return args.func(args)
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="lookinside", description="Sweeps of the 'Why & When Deep Learning Works' studies. "
+    p = OneLineParser(prog="lookinside", description="Sweeps of the 'Why & When Deep Learning Works' studies. "
                 "`run` takes the laptop preset unless --preset says otherwise.")
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     s = sub.add_parser("list", help="studies, presets and the number of trials in each preset's grid")
     s.set_defaults(func=cmd_list)
@@ -199,7 +196,6 @@ def cmd_resume(args) -> int:
     _check_store(store, study)
     # A corrupt or stray file among the finished trials' rows: one line now, not a sweep
     # that takes every trial for missing.
-    store.committed_statuses(study_name, sweep_id, [t["trial_id"] for t in manifest["trials"]])
     store.check_readable(study_name, TRIALS, sweep_id)
     with SweepLock(store, study_name, sweep_id):
         print(f"resuming sweep {sweep_id} of {study_name}", file=sys.stderr)

@@ -44,7 +44,9 @@ def load_sweeps(study: Study, root: str, sweeps: Sequence[str] | None = None,
     sweeps = list(dict.fromkeys(sweeps))
     wanted = (study.figure_columns or {}) if figure_columns_only else {}
     tables = {}
-    for name, schema in all_schemas(study).items():
+    # `trials` first: its ids tell the other tables' loads which rows are committed.
+    schemas = all_schemas(study)
+    for name, schema in [(TRIALS, schemas.pop(TRIALS)), *schemas.items()]:
         columns = wanted.get(name)
         present = [s for s in sweeps if name == TRIALS or store.exists(store.partition_dir(study.name, name, s))]
         if not present:
@@ -52,7 +54,8 @@ def load_sweeps(study: Study, root: str, sweeps: Sequence[str] | None = None,
             empty = schema.empty_table().append_column("sweep_id", pa.array([], pa.string()))
             tables[name] = empty.select(["trial_id", *columns, "sweep_id"]) if columns else empty
         else:
-            tables[name] = store.load(study.name, name, present, schema,
+            ids = None if name == TRIALS else tables[TRIALS]["trial_id"].combine_chunks()
+            tables[name] = store.load(study.name, name, present, schema, committed_ids=ids,
                                       columns=None if columns is None else ["trial_id", *columns])
     return sweeps, tables
 

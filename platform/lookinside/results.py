@@ -355,9 +355,11 @@ class Store:
 
     def load(self, study: str, table: str, sweep_id: str | Sequence[str] | None = None,
              schema: pa.Schema | None = None, columns: Sequence[str] | None = None,
-             filter: pc.Expression | None = None) -> pa.Table:
+             filter: pc.Expression | None = None, committed_ids: pa.Array | None = None) -> pa.Table:
         """Committed rows of `table`, with `sweep_id`: one sweep's, several, or all of them;
-        only `columns` (plus `sweep_id`) and only rows matching `filter` when given."""
+        only `columns` (plus `sweep_id`) and only rows matching `filter` when given.
+        `committed_ids`: the trial ids of these sweeps' `trials` rows, when the caller has
+        read them already (else they are read here)."""
         info = self._info(self.path)
         if info.type == pafs.FileType.File:
             raise ResultsError(f"results root {self.root!r} is a file, not a directory")
@@ -376,7 +378,9 @@ class Store:
         if table != TRIALS:
             # Rows of a trial count once its `trials` row is there: a reader during a commit
             # sees all of a trial's rows or none.
-            committed = pc.field("trial_id").isin(self._committed_ids(study, sweep_ids))
+            if committed_ids is None:
+                committed_ids = self._committed_ids(study, sweep_ids)
+            committed = pc.field("trial_id").isin(committed_ids)
         where = committed if filter is None else filter if committed is None else committed & filter
         try:
             files = [i.path for d in directories for i in self._list(d, recursive=True)

@@ -71,6 +71,12 @@ def layer_colour(layer: int, output_layer: int):
     return OUTPUT_COLOUR if layer == output_layer else HIDDEN_COLOURS[(layer - 1) % len(HIDDEN_COLOURS)]
 
 
+def layer_legend(fig, info: pd.DataFrame, output: int) -> None:
+    """The layers' colours, once for the whole figure, under its panels."""
+    fig.legend(handles=layer_handles(set(info["layer"]), output), loc="outside lower center",
+               ncols=output, fontsize=8, frameon=False, title="layer", title_fontsize=8)
+
+
 def layer_handles(layers, output_layer: int, **style) -> list[Line2D]:
     return [Line2D([], [], color=layer_colour(k, output_layer), label=layer_name(k, output_layer), **style)
             for k in sorted(layers)]
@@ -239,8 +245,7 @@ def information_plane(tables, out: str) -> list[Figure]:
             sub = info[(info["estimator"] == est) & (info["activation"] == act)]
             plane_panel(axes[r][c], sub, norm, output)
             panel_title(axes[r][c], f"{act} · {ESTIMATOR_TITLES[est]}", notes.get((act, est)))
-    fig.legend(handles=layer_handles(set(info["layer"]), output), loc="outside lower center",
-               ncols=output, fontsize=8, frameon=False, title="layer", title_fontsize=8)
+    layer_legend(fig, info, output)
     fig.suptitle(f"Information plane · {run_label(keys, fraction)}", fontsize=10)
     return [report.save_figure(fig, out, "information_plane.png", "Information plane",
                                f"Each layer's I(X;T) against I(T;Y) over training: the mean over seeds in the "
@@ -427,8 +432,7 @@ def train_fractions(tables, out: str) -> list[Figure]:
             note = f"artefact: {CLIPPED}" if est == "bin_fixed" and act not in BOUNDED else None
             panel_title(axes[r][c], f"{act} · {fraction:.0%} training data", note)
             axes[r][c].label_outer()
-    fig.legend(handles=layer_handles(set(info["layer"]), output), loc="outside lower center",
-               ncols=output, fontsize=8, frameon=False, title="layer", title_fontsize=8)
+    layer_legend(fig, info, output)
     fig.suptitle(f"Training-set size · {ESTIMATOR_TITLES[est]} · {run_label(keys)}", fontsize=10)
     return [report.save_figure(fig, out, "train_fractions.png", "Training-set size",
                                f"Information planes for each training fraction ({ESTIMATOR_TITLES[est]}); "

@@ -16,8 +16,6 @@ command does.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from collections.abc import Mapping
 
@@ -26,7 +24,8 @@ import pandas as pd
 import pyarrow as pa
 
 from lookinside import report
-from lookinside.errors import UserError, one_line
+from lookinside.cli import OneLineParser
+from lookinside.errors import UserError, exit_code, one_line
 from lookinside.studies.information_bottleneck import STUDY
 
 # Not imported from .figures: figures imports this module (for transition_epochs).
@@ -186,40 +185,29 @@ def summary_lines(tables: Mapping[str, pa.Table]) -> list[str]:
     return lines
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not argparse's usage block
-        raise UserError(message)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Prints the findings of one sweep; returns 0, or 2 after a one-line error on stderr."""
+    return exit_code(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = OneLineParser(prog="python -m lookinside.studies.information_bottleneck.findings",
+                           description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="./results")
+    parser.add_argument("--sweep", default=None, help="sweep id (default: the latest)")
+    args = parser.parse_args(argv)
     try:
-        parser = _Parser(prog="python -m lookinside.studies.information_bottleneck.findings",
-                         description=__doc__.splitlines()[0])
-        parser.add_argument("--results", default="./results")
-        parser.add_argument("--sweep", default=None, help="sweep id (default: the latest)")
-        args = parser.parse_args(argv)
-        try:
-            sweep_id, tables = report.load_sweep(STUDY, args.results, args.sweep)
-        except (OSError, pa.ArrowException) as err:  # unreadable results the store did not name
-            raise UserError(f"cannot read results under {args.results}: {one_line(err)}") from err
-        pd.set_option("display.width", 160)
-        pd.set_option("display.max_columns", None)
-        print(f"sweep {sweep_id}\n")
-        print("\n".join(summary_lines(tables)))
-        print(f"\nlast hidden layer, peak minus final (bits):\n{compression(tables)}")
-        print(f"\nfinal accuracy:\n{accuracy(tables)}")
-        print(f"\ndrift to diffusion (largest training fraction, window {TRANSITION_WINDOW}):\n"
-              f"{snr_transition(tables)}")
-    except UserError as err:
-        print(f"lookinside: error: {one_line(err)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("lookinside: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `... | head`: stop quietly, as other commands do
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        sweep_id, tables = report.load_sweep(STUDY, args.results, args.sweep)
+    except (OSError, pa.ArrowException) as err:  # unreadable results the store did not name
+        raise UserError(f"cannot read results under {args.results}: {one_line(err)}") from err
+    pd.set_option("display.width", 160)
+    pd.set_option("display.max_columns", None)
+    print(f"sweep {sweep_id}\n")
+    print("\n".join(summary_lines(tables)))
+    print(f"\nlast hidden layer, peak minus final (bits):\n{compression(tables)}")
+    print(f"\nfinal accuracy:\n{accuracy(tables)}")
+    print(f"\ndrift to diffusion (largest training fraction, window {TRANSITION_WINDOW}):\n"
+          f"{snr_transition(tables)}")
     return 0
 
 
