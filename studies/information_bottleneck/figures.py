@@ -302,7 +302,9 @@ def compression(tables, out: str) -> list[Figure]:
             seed_band(ax, rows, "i_xt", label=act, **activation_style(act))
             falls[(act, est)] = fall(rows)
         epoch_axis(ax, int(layer["epoch"].max()))
-        note = "; ".join(n for (a, e), n in notes.items() if e == est and "output" not in n)
+        # Both activations share a panel here: each note names the one it is about.
+        note = "; ".join(f"{a}: {n}" if not n.startswith(a) else n
+                         for (a, e), n in notes.items() if e == est and "output" not in n)
         panel_title(ax, ESTIMATOR_TITLES[est], note)
         ax.legend(fontsize=8, title=f"T{last_hidden}", title_fontsize=8)
     axes[0][0].set_ylabel(f"I(X;T{last_hidden}) [bits]")
