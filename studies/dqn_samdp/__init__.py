@@ -1,0 +1,68 @@
+"""dqn_samdp: Atari DQNs on RLlib, recorded for the Semi-Aggregated MDP (Zahavy et al. 2016).
+
+Training and recording (this package's trial.py, recorder.py): RLlib DQN with the 2016
+network on ALE games; kept RLlib checkpoints; recorded play with the 512-d embedding,
+Q-values and hand-crafted game features, streamed into the `transitions` table that the
+SAMDP builder reads.
+"""
+
+import pyarrow as pa
+
+from lookinside.studies.dqn_samdp import trial
+from lookinside.studies.dqn_samdp.config import PRESETS, DQNSamdpConfig
+from lookinside.studies.dqn_samdp.features import FEATURES
+from lookinside.study import Study
+
+EMBEDDING = 512  # the Q head's hidden layer (module.py)
+
+TABLES = {
+    # One row per Algorithm.train() call. episodes: games finished so far (all lives);
+    # episode_return_*: unclipped game scores over the last 100 finished games (NaN before
+    # the first ends); env_steps: agent steps (4 frames each).
+    "training": pa.schema([
+        ("trial_id", pa.string()), ("env_steps", pa.int64()), ("episodes", pa.int64()),
+        ("episode_return_mean", pa.float64()), ("episode_return_max", pa.float64()),
+        ("env_steps_per_second", pa.float64())]),
+    # One row per kept RLlib checkpoint: trial.load_module(uri) loads its network.
+    "checkpoints": pa.schema([("trial_id", pa.string()), ("env_steps", pa.int64()), ("uri", pa.string())]),
+}
+
+
+# One row per recorded step (recorder.py says what a row, a trajectory and a step are).
+# source_trial_id and checkpoint_step name the network that played; embedding: the 512-unit
+# layer's output before its ReLU; value: max Q; the game features (features.py) are null
+# where the game lacks them; screen: PNG bytes when record_screens, else null.
+TABLES["transitions"] = pa.schema([
+    ("trial_id", pa.string()), ("source_trial_id", pa.string()), ("checkpoint_step", pa.int64()),
+    ("game", pa.string()), ("trajectory", pa.int64()), ("step", pa.int64()), ("action", pa.int64()),
+    ("reward", pa.float32()), ("terminated", pa.bool_()), ("lives", pa.int64()),
+    ("q_values", pa.list_(pa.float32())), ("value", pa.float32()),
+    ("embedding", pa.list_(pa.float32(), EMBEDDING)),
+    *FEATURES.items(),
+    ("screen", pa.binary())])
+
+
+def _figures(tables, out):
+    from lookinside.studies.dqn_samdp import figures
+    return figures.draw(tables, out)
+
+
+def _summary(tables):
+    from lookinside.studies.dqn_samdp import figures
+    return figures.summary(tables)
+
+
+STUDY = Study(
+    name="dqn_samdp",
+    title="DQN embeddings on Atari, recorded for the SAMDP (Zahavy, Ben-Zrihem & Mannor 2016)",
+    config=DQNSamdpConfig,
+    presets=PRESETS,
+    train=trial.train,
+    tables=TABLES,
+    figures=_figures,
+    summary=_summary,
+    prepare=trial.prepare,
+    resources=trial.resources,
+    figure_columns={"training": ["env_steps", "episodes", "episode_return_mean", "episode_return_max",
+                                 "env_steps_per_second"]},
+)
