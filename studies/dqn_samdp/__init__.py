@@ -16,9 +16,9 @@ from lookinside.study import Study
 EMBEDDING = 512  # the Q head's hidden layer (module.py)
 
 TABLES = {
-    # One row per Algorithm.train() call. episodes: games finished so far (all lives);
-    # episode_return_*: unclipped game scores over the last 100 finished games (NaN before
-    # the first ends); env_steps: agent steps (4 frames each).
+    # One row per Algorithm.train() call (steps_per_iteration agent steps of 4 frames).
+    # episodes: games finished so far (a game is all its lives); episode_return_mean and _max:
+    # the unclipped scores of the games that finished during this iteration (NaN if none).
     "training": pa.schema([
         ("trial_id", pa.string()), ("env_steps", pa.int64()), ("episodes", pa.int64()),
         ("episode_return_mean", pa.float64()), ("episode_return_max", pa.float64()),

@@ -98,8 +98,10 @@ class DQNSamdpConfig:
     marker_dir: str | None = param(None, "test hook: a folder where each trial marks its first attempt", "lookinside")
 
     def __post_init__(self):
-        from lookinside.studies.dqn_samdp import atari  # gymnasium: the rl extra
-
+        try:
+            from lookinside.studies.dqn_samdp import atari
+        except ImportError as err:
+            raise ValueError(f"dqn_samdp needs the rl extra (pip install 'lookinside[rl]'): {err}") from None
         atari.check_game(self.game)
         if self.source_sweep is None and self.env_steps == 0:
             raise ValueError("env_steps is 0 and no source_sweep is set: nothing to train or record")

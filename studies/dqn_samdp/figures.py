@@ -1,7 +1,8 @@
 """Figures of dqn_samdp's training, drawn from its Arrow tables only.
 
-Training curves: one column per game; top, the unclipped game score (mean over the last
-100 finished games, per seed, with the mean over seeds); bottom, agent steps per second.
+Training curves: one column per game; top, the unclipped game score (a game is all its
+lives): per seed, the mean of the last 100 finished games as a line and each iteration's
+games as dots, with the mean over seeds; bottom, agent steps per second.
 The run (preset, seeds, steps) is in the title; the caption says what this run reached.
 """
 
@@ -21,12 +22,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 
 GAME_ORDER = ("Breakout", "Seaquest", "Pacman")
+WINDOW = 100   # games in the running mean
 
 
 def _training(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
     trials = tables["trials"]
     keys = report.finished_trials(trials, [f for f in ("game", "seed", "preset") if f in trials.column_names])
     return report.with_config(tables["training"], keys)
+
+
+def last_games_mean(run: pd.DataFrame, games: int = WINDOW) -> np.ndarray:
+    """Per row of one trial's `training` (sorted by steps): the mean score of the last
+    `games` finished games (fewer at the start; NaN before the first), from each row's
+    games finished and their mean."""
+    played = np.diff(run["episodes"].to_numpy(), prepend=0)
+    score = np.nan_to_num(run["episode_return_mean"].to_numpy()) * played
+    total_games, total_score = np.cumsum(played), np.cumsum(score)
+    out = np.full(len(run), np.nan)
+    for i in range(len(run)):
+        j = np.searchsorted(total_games, total_games[i] - games, side="right")   # first row inside
+        n = total_games[i] - (total_games[j - 1] if j else 0)
+        if n:
+            out[i] = (total_score[i] - (total_score[j - 1] if j else 0)) / n
+    return out
 
 
 def _games(frame: pd.DataFrame) -> list[str]:
@@ -45,18 +63,21 @@ def draw(tables: Mapping[str, pa.Table], out: str) -> list[Figure]:
     for col, game in enumerate(games):
         rows = frame[frame["game"] == game].sort_values("env_steps")
         top, bottom = axes[0, col], axes[1, col]
-        finals = []
+        finals, curves = [], []
         for seed, run in rows.groupby("seed"):
-            top.plot(run["env_steps"], run["episode_return_mean"], lw=1, alpha=0.45, label=f"seed {seed}")
-            bottom.plot(run["env_steps"], run["env_steps_per_second"], lw=1, alpha=0.7)
-            scored = run.dropna(subset=["episode_return_mean"])
-            if len(scored):
-                finals.append(float(scored["episode_return_mean"].iloc[-1]))
-        mean = rows.groupby("env_steps")["episode_return_mean"].mean()
-        if rows["seed"].nunique() > 1:
+            run = run.sort_values("env_steps")
+            curve = last_games_mean(run)
+            top.plot(run["env_steps"], run["episode_return_mean"], ".", ms=2, alpha=0.3, color=f"C{len(curves)}")
+            top.plot(run["env_steps"], curve, lw=1.2, color=f"C{len(curves)}", label=f"seed {seed}")
+            bottom.plot(run["env_steps"], run["env_steps_per_second"], lw=1, color=f"C{len(curves)}")
+            curves.append(pd.Series(curve, index=run["env_steps"].to_numpy()))
+            if np.isfinite(curve).any():
+                finals.append(float(curve[np.isfinite(curve)][-1]))
+        if len(curves) > 1:
+            mean = pd.concat(curves, axis=1).mean(axis=1)
             top.plot(mean.index, mean.values, color="k", lw=2, label="mean over seeds")
         top.set_title(game)
-        top.set_ylabel("game score (unclipped, mean of last 100 games)")
+        top.set_ylabel(f"game score (points; line: mean of last {WINDOW} games,\ndots: games ending in one iteration)")
         bottom.set_ylabel("agent steps / s")
         bottom.set_xlabel("agent steps (4 frames each)")
         top.legend(fontsize=7, frameon=False)
@@ -64,7 +85,8 @@ def draw(tables: Mapping[str, pa.Table], out: str) -> list[Figure]:
         rate = float(np.nanmedian(rows["env_steps_per_second"]))
         reached = int(rows["env_steps"].max())
         if finals:
-            notes.append(f"{game}: after {reached:,} steps the mean score over seeds is {np.mean(finals):.1f} "
+            notes.append(f"{game}: after {reached:,} steps the mean score of the last {WINDOW} games is "
+                         f"{np.mean(finals):.1f} over seeds "
                          f"(seeds {min(finals):.1f} to {max(finals):.1f}; {games_played} games played), "
                          f"at a median {rate:.0f} steps/s")
         else:
@@ -82,8 +104,9 @@ def summary(tables: Mapping[str, pa.Table]) -> pa.Table:
     if training.empty:
         return pa.table({"trial_id": pa.array([], pa.string())})
     last = training.sort_values("env_steps").groupby("trial_id").last()
+    recent = {t: last_games_mean(run.sort_values("env_steps"))[-1] for t, run in training.groupby("trial_id")}
     out = pd.DataFrame({"agent steps": last["env_steps"], "games": last["episodes"],
-                        "final mean score": last["episode_return_mean"],
+                        f"mean score, last {WINDOW} games": pd.Series(recent),
                         "median steps/s": training.groupby("trial_id")["env_steps_per_second"].median()})
     if "transitions" in tables and tables["transitions"].num_rows:
         out["recorded steps"] = tables["transitions"].to_pandas().groupby("trial_id").size()

@@ -48,9 +48,9 @@ def _callbacks():
 
         def on_episode_end(self, *, episode, metrics_logger=None, **kwargs):
             info = episode.get_infos(-1)
-            if "game_return" in info:
-                metrics_logger.log_value("game_return_mean", info["game_return"], reduce="mean", window=100)
-                metrics_logger.log_value("game_return_max", info["game_return"], reduce="max", window=100)
+            if "game_return" in info:   # reduced over each training iteration
+                metrics_logger.log_value("game_return_sum", info["game_return"], reduce="sum")
+                metrics_logger.log_value("game_return_max", info["game_return"], reduce="max")
                 metrics_logger.log_value("games", 1, reduce="sum")
 
     return GameScores
@@ -209,14 +209,14 @@ def train(configs, session) -> None:
             algo.restore_from_path(os.path.join(session.state_dir, "algo"))
         steps = int(algo.metrics.peek((_RUNNERS, _LIFETIME), default=0))
         module = algo.get_module()
-        pending = [s for s in sorted(set(config.record_at)) if s not in state["recorded"]]
+        pending = [s for s in sorted(set(config.record_at)) if s not in state["recorded"] and config.record_games]
 
         def save(files: bool) -> None:
             session.checkpoint(lambda: dict(state), force=True,
                                files=(lambda d: algo.save_to_path(os.path.join(d, "algo"))) if files else None)
 
         while True:
-            if pending and steps >= pending[0] and config.record_games > 0:
+            if pending and steps >= pending[0]:
                 # A recording between two checkpoints: a retry redoes it whole, or not at all.
                 _record(session, config, module, game=config.game, source_trial_id=session.trial_ids[0],
                         checkpoint_step=state["checkpoint_step"], seed=config.seed + state["checkpoint_step"],
@@ -231,14 +231,15 @@ def train(configs, session) -> None:
             seconds = time.perf_counter() - start
             before, steps = steps, int(result[_LIFETIME])
             runners = result.get(_RUNNERS, {})
-            state["games"] += int(runners.get("games", 0) or 0)
-            mean = float(runners.get("game_return_mean", math.nan))
+            games = int(runners.get("games", 0) or 0)
+            state["games"] += games
+            mean = float(runners.get("game_return_sum", 0.0)) / games if games else math.nan
             rate = (steps - before) / seconds
             session.report(env_steps=steps, episode_return_mean=mean, env_steps_per_second=rate,
                            progress=min(1.0, steps / config.env_steps))
             session.add_rows("training", 0, {
                 "env_steps": [steps], "episodes": [state["games"]], "episode_return_mean": [mean],
-                "episode_return_max": [float(runners.get("game_return_max", math.nan))],
+                "episode_return_max": [float(runners.get("game_return_max", math.nan)) if games else math.nan],
                 "env_steps_per_second": [rate]})
             crossed = steps // config.checkpoint_every > before // config.checkpoint_every
             due = bool(pending) and steps >= pending[0]
@@ -249,8 +250,6 @@ def train(configs, session) -> None:
                 session.add_rows("checkpoints", 0, {"env_steps": [steps], "uri": [session.artifact_uri(name)]})
                 state.update(env_steps=steps, checkpoint_step=steps)
                 save(files=True)
-            if crash is not None:
-                crash(0)
     finally:
         algo.stop()
 

@@ -1,0 +1,369 @@
+"""The Semi-Aggregated MDP (SAMDP) builder: single-process reference.
+
+Provenance: Zahavy, Ben-Zrihem & Mannor, "Graying the black box: Understanding DQNs"
+(arXiv 1602.02658 v4, the SAMDP section) and its code, bentzinir/graying_the_box
+(clustering.py: features and K-means_st; smdp.py: the SAMDP). Written anew from those; the v4
+text itself was not at hand here, so where the paper's prose and smdp.py could differ, smdp.py
+and the study notes (shared/studies/dqn_samdp.md) decided, and the deviations below are ours.
+
+Pipeline (build_samdp):
+1. Rows are sorted by trajectory ((source_trial_id, checkpoint_step, trajectory) when those
+   columns exist) and step; every result is handed back in input order.
+2. PCA of the embeddings to `pca_dims` (numpy SVD), fitted on a seeded sample of `fit_sample`
+   rows (all rows when fewer); then 2-D t-SNE (openTSNE, perplexity 30 as the original) fitted
+   on that sample, the other rows placed onto the fitted map with openTSNE's `transform`.
+   embedding="pca" takes the first two PCA components instead (fast).
+3. Features [x, y, V] (V = max_a Q), each divided by its largest absolute value (the original
+   divides by the column max, which misbehaves on negative columns).
+4. Clustering: "kmeans" is Lloyd's K-means (k-means++ seeds drawn from the fit sample, best of
+   `n_init` by within-cluster sum of squares, at most `max_iter` rounds), each round an
+   assignment map plus per-cluster sums/counts that add up over shards, then a reduce.
+   "spatio_temporal" runs the same K-means on time-augmented features: row t becomes the
+   concatenation over d = -w..w of 0.75^|d| * f(t+d), t+d clamped to the trajectory's first and
+   last rows (the public re-implementation of the original's K-means_st; w = `window`, 2).
+   Squared distances are then sums over the window of 0.75^(2|d|)-weighted distances, so a row
+   is pulled to the cluster of its neighbours in time.
+5. The SAMDP from the labels, with gamma 0.99, coherence k = 5 and trunc 0.1:
+   - stays: maximal runs of one label within a trajectory; a terminated row (a lost life) ends
+     its stay. A stay is *complete* when the next row of the trajectory exists, follows no
+     termination, and has another label (the exit).
+   - counts TT[c, c'] (c != c'): one per exit c -> c' whose following stay lasts at least k+1
+     rows or runs into a termination or the trajectory's end (the original: the next k+1 labels
+     all equal c', clamped at the data's end). Each terminated row adds TT[c, c] += 1 as in
+     smdp.py; the diagonal never enters P, so terminations only keep exits and stays from
+     crossing a lost life, and P has no terminal outcome (as the original).
+   - P: TT with zero diagonal, rows normalised, entries < trunc dropped, rows renormalised. A
+     cluster with no exit left keeps a zero row: it is absorbing with no continuation value
+     (v = r there). The original instead relabelled such clusters into their predecessors.
+   - r_c: mean over the complete stays in c longer than k rows of sum_j gamma^j clip(r_j, -1, 1),
+     j = 0 at the stay's first row; kbar_c: their mean length. A cluster whose complete stays
+     are all short uses all of them. Deviation: smdp.py keeps stays of more than k+1 rows and
+     counts their length minus one, and it adds each row's reward to the stay before it (its
+     recorder stored the reward of the previous action); our rows hold the reward their own
+     action earned, so a stay owns its rows' rewards. Stays cut by a termination or the end of
+     a trajectory (censored) are left out; smdp.py ignored trajectory boundaries.
+   - v_SAMDP = pinv(I - diag(gamma^kbar) P) r; v_DQN(c) = mean V over c (0 for an empty one).
+   - skills: the nonzero P[c, c'], each with the mean discounted reward R_cc' and length k_cc' of
+     the complete stays in c that exit to c' (all lengths, as smdp.py). Greedy policy
+     pi(c) = argmax_c' R_cc' + gamma^k_cc' v_SAMDP(c') (-1 without skills).
+   - scores: vmse = ||v_DQN - v_SAMDP|| / ||v_DQN||; entropy = mean over clusters of the natural
+     -log entropy of P's rows, weighted by cluster size (zero rows count 0); inertia =
+     within-cluster sum of squares of the [x, y, V] features (the same space for both methods,
+     so they compare; not the augmented space spatio_temporal clusters in); intensity = fraction
+     of consecutive row pairs within trajectories whose labels differ.
+   - policy_correlation[c]: over trajectories with at least one exit from c to a cluster that P
+     reaches, the Pearson correlation of the trajectory's total (unclipped) reward with the
+     fraction of those exits that follow pi(c) (common.py; it also counted trajectories that never
+     left c, as fraction 0; we leave them out). NaN with under 3 such trajectories or no spread.
+Every statistic of step 5 is a sum over whole trajectories (samdp_stats), so shards add up
+(add_stats) before the small k x k model is solved (samdp_model).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    embedding: str = "tsne"       # "tsne" | "pca"
+    pca_dims: int = 50
+    fit_sample: int = 10_000
+    perplexity: float = 30.0
+    n_jobs: int = 1               # openTSNE threads
+    window: int = 2               # spatio_temporal half-window
+    decay: float = 0.75
+    n_init: int = 3
+    max_iter: int = 100
+    tol: float = 1e-6             # stop when centres move less than tol x the features' total variance
+    gamma: float = 0.99
+    coherence: int = 5
+    trunc: float = 0.1
+
+
+class Skill(NamedTuple):
+    source: int
+    target: int
+    probability: float
+    reward: float                 # mean discounted, clipped reward of the stays in source that exit to target
+    duration: float               # their mean length in rows
+    count: int
+
+
+@dataclasses.dataclass
+class SamdpResult:
+    labels: np.ndarray            # (N,) cluster of each input row, input order
+    xy: np.ndarray                # (N, 2) map coordinates, input order
+    centers: np.ndarray           # (k, 3) cluster means of the scaled [x, y, V] features
+    sizes: np.ndarray             # (k,) rows per cluster
+    counts: np.ndarray            # (k, k) coherent exits; terminated rows on the diagonal
+    P: np.ndarray                 # (k, k)
+    r: np.ndarray                 # (k,)
+    kbar: np.ndarray              # (k,) NaN where a cluster has no complete stay
+    v_samdp: np.ndarray
+    v_dqn: np.ndarray
+    skills: list[Skill]
+    policy: np.ndarray            # (k,) greedy next cluster, -1 where none
+    policy_correlation: np.ndarray
+    scores: dict[str, float]      # vmse, entropy, inertia, intensity
+
+
+# ---- input -------------------------------------------------------------------------------------
+
+def read_transitions(table: pa.Table) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(order, columns): columns sorted by (trajectory key, step), `traj` a trajectory code 0..T-1;
+    row i of the sorted columns is input row order[i]."""
+    names = table.column_names
+    keys = [np.asarray(table.column("trajectory").to_numpy(), np.int64)]
+    if "checkpoint_step" in names:
+        keys.append(np.asarray(pc.fill_null(table.column("checkpoint_step"), -1).to_numpy(), np.int64))
+    if "source_trial_id" in names:
+        ids = pc.fill_null(table.column("source_trial_id"), "").to_numpy(zero_copy_only=False)
+        keys.append(np.unique(ids.astype(str), return_inverse=True)[1].astype(np.int64))
+    traj = np.unique(np.stack(keys[::-1], axis=1), axis=0, return_inverse=True)[1].reshape(-1)
+    step = np.asarray(table.column("step").to_numpy(), np.int64)
+    order = np.lexsort((step, traj))
+    width = table.schema.field("embedding").type.list_size
+    emb = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    cols = {"traj": traj[order],
+            "embedding": np.asarray(emb, np.float32).reshape(-1, width)[order],
+            "reward": np.asarray(table.column("reward").to_numpy(), np.float64)[order],
+            "terminated": np.asarray(table.column("terminated").to_numpy(zero_copy_only=False), bool)[order],
+            "value": np.asarray(table.column("value").to_numpy(), np.float64)[order]}
+    return order, cols
+
+
+def trajectory_bounds(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last sorted row of each row's trajectory."""
+    n = len(traj)
+    starts = np.flatnonzero(np.r_[True, traj[1:] != traj[:-1]])
+    which = np.cumsum(np.r_[True, traj[1:] != traj[:-1]]) - 1
+    ends = np.r_[starts[1:], n] - 1
+    return starts[which], ends[which]
+
+
+# ---- embedding: fitted on a sample, then a map over rows -------------------------------------------
+
+def fit_pca(sample: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    mean = sample.mean(0, dtype=np.float64)
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    return mean, vt[:dims]
+
+
+def pca_project(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    return (x - mean) @ components.T
+
+
+def fit_tsne(sample: np.ndarray, perplexity: float, seed: int, n_jobs: int = 1):
+    """openTSNE TSNEEmbedding of the sample; its coordinates are np.asarray(result)."""
+    from openTSNE import TSNE
+    perplexity = min(perplexity, max((len(sample) - 1) / 3.0, 1.0))
+    return TSNE(perplexity=perplexity, random_state=seed, n_jobs=n_jobs).fit(sample)
+
+
+def tsne_place(fitted, z: np.ndarray) -> np.ndarray:
+    """Places new rows onto a fitted map without moving it (the map step of the t-SNE)."""
+    return np.asarray(fitted.transform(z)) if len(z) else np.zeros((0, 2))
+
+
+# ---- features ------------------------------------------------------------------------------------
+
+def scale(features: np.ndarray) -> np.ndarray:
+    top = np.abs(features).max(0)
+    return features / np.where(top > 0, top, 1.0)
+
+
+def spatio_temporal(f: np.ndarray, traj: np.ndarray, window: int, decay: float) -> np.ndarray:
+    first, last = trajectory_bounds(traj)
+    rows = np.arange(len(f))
+    return np.hstack([decay ** abs(d) * f[np.clip(rows + d, first, last)] for d in range(-window, window + 1)])
+
+
+# ---- K-means as map (assign, cluster_sums) and reduce (update_centers) ----------------------------
+
+def assign(x: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest centre of each row and its squared distance."""
+    d2 = (x * x).sum(1)[:, None] - 2 * x @ centers.T + (centers * centers).sum(1)[None]
+    labels = d2.argmin(1)
+    return labels, np.maximum(d2[np.arange(len(x)), labels], 0.0)
+
+
+def cluster_sums(x: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-cluster (sums, counts, sums of squares): they add up over shards."""
+    sums = np.zeros((k, x.shape[1]))
+    np.add.at(sums, labels, x)
+    return sums, np.bincount(labels, minlength=k), np.bincount(labels, (x * x).sum(1), minlength=k)
+
+
+def update_centers(sums: np.ndarray, counts: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """New centres from added-up sums; an empty cluster keeps its centre."""
+    return np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centers)
+
+
+def within_ss(sums: np.ndarray, counts: np.ndarray, squares: np.ndarray) -> float:
+    return float(squares.sum() - ((sums * sums).sum(1) / np.maximum(counts, 1)).sum())
+
+
+def kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centers = [x[rng.integers(len(x))]]
+    d2 = ((x - centers[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        total = d2.sum()
+        c = x[rng.choice(len(x), p=d2 / total)] if total > 0 else x[rng.integers(len(x))]
+        centers.append(c)
+        d2 = np.minimum(d2, ((x - c) ** 2).sum(1))
+    return np.array(centers)
+
+
+def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, seed_rows: np.ndarray, opt: Options) -> np.ndarray:
+    best, best_ss = None, np.inf
+    tol = opt.tol * x.var(0).sum()
+    for _ in range(opt.n_init):
+        centers = kmeans_pp(x[seed_rows], k, rng)
+        for _ in range(opt.max_iter):
+            labels, _ = assign(x, centers)
+            new = update_centers(*cluster_sums(x, labels, k)[:2], centers)
+            moved, centers = ((new - centers) ** 2).sum(), new
+            if moved <= tol:
+                break
+        labels, d2 = assign(x, centers)
+        if d2.sum() < best_ss:
+            best, best_ss = labels, d2.sum()
+    return best
+
+
+# ---- SAMDP: additive statistics per shard of whole trajectories, then the model --------------------
+
+def samdp_stats(labels, traj, terminated, reward, value, k: int, gamma: float, coherence: int) -> dict:
+    """Sums over the given rows (sorted by trajectory and step; whole trajectories) that add up."""
+    n = len(labels)
+    cont = np.r_[(traj[1:] == traj[:-1]) & ~terminated[:-1], False]      # row i+1 continues row i's life
+    new = np.r_[True, ~cont[:-1] | (labels[1:] != labels[:-1])]
+    run = np.cumsum(new) - 1
+    start = np.flatnonzero(new)
+    length = np.diff(np.r_[start, n])
+    last = start + length - 1
+    lab = labels[start]
+    complete = cont[last]                                               # the label changes next
+    nxt = np.where(complete, labels[np.minimum(last + 1, n - 1)], -1)
+    disc = np.bincount(run, gamma ** (np.arange(n) - start[run]) * np.clip(reward, -1, 1), minlength=len(start))
+    following = np.r_[length[1:] >= coherence + 1, False] | ~np.r_[complete[1:], False]
+    counts = np.zeros((k, k))
+    np.add.at(counts, (lab[complete & following], nxt[complete & following]), 1)
+    np.add.at(counts, (labels[terminated], labels[terminated]), 1)
+    skill_n, skill_r, skill_len = np.zeros((k, k)), np.zeros((k, k)), np.zeros((k, k))
+    for m, w in ((skill_n, 1.0), (skill_r, disc), (skill_len, length)):
+        np.add.at(m, (lab[complete], nxt[complete]), np.broadcast_to(w, length.shape)[complete])
+    long = complete & (length > coherence)
+    pairs = traj[1:] == traj[:-1]
+    return {"counts": counts, "skill_n": skill_n, "skill_r": skill_r, "skill_len": skill_len,
+            "long_n": np.bincount(lab[long], minlength=k).astype(float),
+            "long_r": np.bincount(lab[long], disc[long], minlength=k),
+            "long_len": np.bincount(lab[long], length[long], minlength=k),
+            "size": np.bincount(labels, minlength=k).astype(float),
+            "value": np.bincount(labels, value, minlength=k),
+            "changes": float((labels[1:] != labels[:-1])[pairs].sum()), "pairs": float(pairs.sum())}
+
+
+def add_stats(*parts: dict) -> dict:
+    return {key: sum(p[key] for p in parts) for key in parts[0]}
+
+
+def _ratio(a, b, fill=np.nan):
+    return np.where(b > 0, a / np.where(b > 0, b, 1), fill)
+
+
+def samdp_model(stats: dict, gamma: float, trunc: float) -> dict:
+    """P, r, kbar, v_samdp, v_dqn, skills, policy and scores (bar inertia) from added-up stats."""
+    counts = stats["counts"]
+    k = len(counts)
+    P = counts * (1 - np.eye(k))
+    P = _ratio(P, P.sum(1, keepdims=True), 0.0)
+    P = np.where(P < trunc, 0.0, P)
+    P = _ratio(P, P.sum(1, keepdims=True), 0.0)
+    n_all, has_long = stats["skill_n"].sum(1), stats["long_n"] > 0
+    r = np.where(has_long, _ratio(stats["long_r"], stats["long_n"], 0.0),
+                 _ratio(stats["skill_r"].sum(1), n_all, 0.0))
+    kbar = np.where(has_long, _ratio(stats["long_len"], stats["long_n"]),
+                    _ratio(stats["skill_len"].sum(1), n_all))
+    discount = np.where(np.isnan(kbar), 0.0, gamma ** np.nan_to_num(kbar))
+    v_samdp = np.linalg.pinv(np.eye(k) - discount[:, None] * P) @ r
+    v_dqn = _ratio(stats["value"], stats["size"], 0.0)
+    skill_r, skill_len = _ratio(stats["skill_r"], stats["skill_n"]), _ratio(stats["skill_len"], stats["skill_n"])
+    skills = [Skill(int(c), int(d), float(P[c, d]), float(skill_r[c, d]), float(skill_len[c, d]),
+                    int(stats["skill_n"][c, d])) for c, d in zip(*np.nonzero(P))]
+    gain = np.where((P > 0) & (stats["skill_n"] > 0), np.nan_to_num(skill_r) + gamma ** np.nan_to_num(skill_len)
+                    * v_samdp[None], -np.inf)
+    policy = np.where(np.isfinite(gain).any(1), gain.argmax(1), -1)
+    logs = np.where(P > 0, -P * np.log(np.where(P > 0, P, 1.0)), 0.0).sum(1)
+    size = stats["size"]
+    scores = {"vmse": float(np.linalg.norm(v_dqn - v_samdp) / max(np.linalg.norm(v_dqn), 1e-300)),
+              "entropy": float((logs * size).sum() / max(size.sum(), 1)),
+              "intensity": float(stats["changes"] / max(stats["pairs"], 1))}
+    return {"P": P, "r": r, "kbar": kbar, "v_samdp": v_samdp, "v_dqn": v_dqn, "skills": skills,
+            "policy": policy, "scores": scores}
+
+
+def policy_correlation(labels, traj, terminated, reward, P: np.ndarray, policy: np.ndarray) -> np.ndarray:
+    """Per cluster: corr over trajectories of total reward and the fraction of exits that follow pi."""
+    k, n_traj = len(P), int(traj.max()) + 1
+    total = np.bincount(traj, reward, minlength=n_traj)
+    i = np.flatnonzero((traj[1:] == traj[:-1]) & ~terminated[:-1] & (labels[1:] != labels[:-1]))
+    i = i[P[labels[i], labels[i + 1]] > 0]
+    exits, good = np.zeros((n_traj, k)), np.zeros((n_traj, k))
+    np.add.at(exits, (traj[i], labels[i]), 1)
+    np.add.at(good, (traj[i], labels[i]), labels[i + 1] == policy[labels[i]])
+    corr = np.full(k, np.nan)
+    for c in range(k):
+        seen = exits[:, c] > 0
+        a, b = total[seen], good[seen, c] / exits[seen, c]
+        if seen.sum() >= 3 and a.std() > 0 and b.std() > 0:
+            corr[c] = np.corrcoef(a, b)[0, 1]
+    return corr
+
+
+# ---- entry point ---------------------------------------------------------------------------------
+
+def build_samdp(transitions: pa.Table, k: int, method: str = "spatio_temporal", seed: int = 0,
+                **options) -> SamdpResult:
+    """Clusters the recorded states into k aggregate states and builds their SAMDP (module doc).
+    options: the fields of Options (embedding, pca_dims, fit_sample, perplexity, window, gamma,
+    coherence, trunc, ...)."""
+    opt = Options(**options)
+    if method not in ("kmeans", "spatio_temporal"):
+        raise ValueError(f"method must be 'kmeans' or 'spatio_temporal', not {method!r}")
+    if opt.embedding not in ("tsne", "pca"):
+        raise ValueError(f"embedding must be 'tsne' or 'pca', not {opt.embedding!r}")
+    order, cols = read_transitions(transitions)
+    n = len(order)
+    rng = np.random.default_rng(seed)
+    sample = np.sort(rng.choice(n, opt.fit_sample, replace=False)) if n > opt.fit_sample else np.arange(n)
+    emb = cols["embedding"]
+    mean, comps = fit_pca(emb[sample].astype(np.float64), min(opt.pca_dims, *emb.shape, len(sample)))
+    z = pca_project(emb, mean, comps)
+    if opt.embedding == "pca":
+        xy = z[:, :2] if z.shape[1] >= 2 else np.c_[z, np.zeros((n, 2 - z.shape[1]))]
+    else:
+        fitted = fit_tsne(z[sample], opt.perplexity, seed, opt.n_jobs)
+        xy = np.empty((n, 2))
+        xy[sample] = np.asarray(fitted)
+        rest = np.setdiff1d(np.arange(n), sample)
+        xy[rest] = tsne_place(fitted, z[rest])
+    f = scale(np.c_[xy, cols["value"]])
+    x = spatio_temporal(f, cols["traj"], opt.window, opt.decay) if method == "spatio_temporal" else f
+    labels = kmeans(x, k, rng, sample, opt)
+    sums, sizes, squares = cluster_sums(f, labels, k)
+    stats = samdp_stats(labels, cols["traj"], cols["terminated"], cols["reward"], cols["value"], k,
+                        opt.gamma, opt.coherence)
+    model = samdp_model(stats, opt.gamma, opt.trunc)
+    model["scores"]["inertia"] = within_ss(sums, sizes, squares)
+    corr = policy_correlation(labels, cols["traj"], cols["terminated"], cols["reward"], model["P"], model["policy"])
+    back = np.empty(n, np.int64)
+    back[order] = np.arange(n)
+    return SamdpResult(labels=labels[back], xy=xy[back], centers=update_centers(sums, sizes, np.full((k, 3), np.nan)),
+                       sizes=sizes, counts=stats["counts"], policy_correlation=corr, **model)
