@@ -27,7 +27,8 @@ WINDOW = 100   # games in the running mean
 
 def _training(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
     trials = tables["trials"]
-    keys = report.finished_trials(trials, [f for f in ("game", "seed", "preset") if f in trials.column_names])
+    fields = ("game", "seed", "preset", "learning_starts")
+    keys = report.finished_trials(trials, [f for f in fields if f in trials.column_names])
     return report.with_config(tables["training"], keys)
 
 
@@ -67,7 +68,7 @@ def draw(tables: Mapping[str, pa.Table], out: str) -> list[Figure]:
         for seed, run in rows.groupby("seed"):
             run = run.sort_values("env_steps")
             curve = last_games_mean(run)
-            top.plot(run["env_steps"], run["episode_return_mean"], ".", ms=2, alpha=0.3, color=f"C{len(curves)}")
+            top.plot(run["env_steps"], run["episode_return_mean"], ".", ms=4, alpha=0.35, color=f"C{len(curves)}")
             top.plot(run["env_steps"], curve, lw=1.2, color=f"C{len(curves)}", label=f"seed {seed}")
             bottom.plot(run["env_steps"], run["env_steps_per_second"], lw=1, color=f"C{len(curves)}")
             curves.append(pd.Series(curve, index=run["env_steps"].to_numpy()))
@@ -76,6 +77,11 @@ def draw(tables: Mapping[str, pa.Table], out: str) -> list[Figure]:
         if len(curves) > 1:
             mean = pd.concat(curves, axis=1).mean(axis=1)
             top.plot(mean.index, mean.values, color="k", lw=2, label="mean over seeds")
+        if "learning_starts" in rows:
+            for ax in (top, bottom):
+                ax.axvline(rows["learning_starts"].min(), color="0.6", ls="--", lw=0.8)
+            top.annotate("learning starts", (rows["learning_starts"].min(), 1), xycoords=("data", "axes fraction"),
+                         xytext=(3, -10), textcoords="offset points", fontsize=7, color="0.4")
         top.set_title(game)
         top.set_ylabel(f"game score (points; line: mean of last {WINDOW} games,\ndots: games ending in one iteration)")
         bottom.set_ylabel("agent steps / s")

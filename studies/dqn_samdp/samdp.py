@@ -1,62 +1,50 @@
-"""The Semi-Aggregated MDP (SAMDP) builder: single-process reference.
+"""The Semi-Aggregated MDP (SAMDP) builder: the single-process reference.
 
-Provenance: Zahavy, Ben-Zrihem & Mannor, "Graying the black box: Understanding DQNs"
-(arXiv 1602.02658 v4, the SAMDP section) and its code, bentzinir/graying_the_box
-(clustering.py: features and K-means_st; smdp.py: the SAMDP). Written anew from those; the v4
-text itself was not at hand here, so where the paper's prose and smdp.py could differ, smdp.py
-and the study notes (shared/studies/dqn_samdp.md) decided, and the deviations below are ours.
+Provenance: Zahavy, Ben-Zrihem & Mannor, "Graying the black box: Understanding DQNs" (arXiv
+1602.02658 v4, SAMDP section) and its code, bentzinir/graying_the_box (clustering.py: features,
+K-means_st; smdp.py: the SAMDP; common.py: policy correlation), rewritten. The v4 text was not at
+hand, so its definitions come from smdp.py and shared/studies/dqn_samdp.md; deviations are marked.
 
-Pipeline (build_samdp):
-1. Rows are sorted by trajectory ((source_trial_id, checkpoint_step, trajectory) when those
-   columns exist) and step; every result is handed back in input order.
-2. PCA of the embeddings to `pca_dims` (numpy SVD), fitted on a seeded sample of `fit_sample`
-   rows (all rows when fewer); then 2-D t-SNE (openTSNE, perplexity 30 as the original) fitted
-   on that sample, the other rows placed onto the fitted map with openTSNE's `transform`.
-   embedding="pca" takes the first two PCA components instead (fast).
-3. Features [x, y, V] (V = max_a Q), each divided by its largest absolute value (the original
-   divides by the column max, which misbehaves on negative columns).
-4. Clustering: "kmeans" is Lloyd's K-means (k-means++ seeds drawn from the fit sample, best of
-   `n_init` by within-cluster sum of squares, at most `max_iter` rounds), each round an
-   assignment map plus per-cluster sums/counts that add up over shards, then a reduce.
-   "spatio_temporal" runs the same K-means on time-augmented features: row t becomes the
-   concatenation over d = -w..w of 0.75^|d| * f(t+d), t+d clamped to the trajectory's first and
-   last rows (the public re-implementation of the original's K-means_st; w = `window`, 2).
-   Squared distances are then sums over the window of 0.75^(2|d|)-weighted distances, so a row
-   is pulled to the cluster of its neighbours in time.
-5. The SAMDP from the labels, with gamma 0.99, coherence k = 5 and trunc 0.1:
-   - stays: maximal runs of one label within a trajectory; a terminated row (a lost life) ends
-     its stay. A stay is *complete* when the next row of the trajectory exists, follows no
-     termination, and has another label (the exit).
-   - counts TT[c, c'] (c != c'): one per exit c -> c' whose following stay lasts at least k+1
-     rows or runs into a termination or the trajectory's end (the original: the next k+1 labels
-     all equal c', clamped at the data's end). Each terminated row adds TT[c, c] += 1 as in
-     smdp.py; the diagonal never enters P, so terminations only keep exits and stays from
-     crossing a lost life, and P has no terminal outcome (as the original).
-   - P: TT with zero diagonal, rows normalised, entries < trunc dropped, rows renormalised. A
-     cluster with no exit left keeps a zero row: it is absorbing with no continuation value
-     (v = r there). The original instead relabelled such clusters into their predecessors.
-   - r_c: mean over the complete stays in c longer than k rows of sum_j gamma^j clip(r_j, -1, 1),
-     j = 0 at the stay's first row; kbar_c: their mean length. A cluster whose complete stays
-     are all short uses all of them. Deviation: smdp.py keeps stays of more than k+1 rows and
-     counts their length minus one, and it adds each row's reward to the stay before it (its
-     recorder stored the reward of the previous action); our rows hold the reward their own
-     action earned, so a stay owns its rows' rewards. Stays cut by a termination or the end of
-     a trajectory (censored) are left out; smdp.py ignored trajectory boundaries.
-   - v_SAMDP = pinv(I - diag(gamma^kbar) P) r; v_DQN(c) = mean V over c (0 for an empty one).
-   - skills: the nonzero P[c, c'], each with the mean discounted reward R_cc' and length k_cc' of
-     the complete stays in c that exit to c' (all lengths, as smdp.py). Greedy policy
+1. Rows are sorted by trajectory ((source_trial_id, checkpoint_step, trajectory) where those
+   columns exist) and step; results come back in input order.
+2. PCA to `pca_dims` (covariance eigenvectors) fitted on a seeded sample of `fit_sample` rows (all
+   when fewer); 2-D openTSNE map (perplexity 30, as the original) fitted on the sample, the other
+   rows placed on it by openTSNE's `transform`. embedding="pca": the first two components.
+3. Features [x, y, V] (V = max Q), each divided by its largest |value| (the original: by its max).
+4. "kmeans": Lloyd's K-means, greedy k-means++ seeds from the sample, best of `n_init` by sum of
+   squares, at most `max_iter` rounds of an assignment map and per-cluster sums/counts that add up
+   over shards. "spatio_temporal": the same on time-augmented features, row t -> the concatenation
+   over d = -w..w of 0.75^|d| f(t+d), t+d clamped to its trajectory's first and last rows (the
+   public re-implementation of K-means_st; w = `window` = 2): squared distances become
+   0.75^(2|d|)-weighted sums over the window, pulling a row to its neighbours' cluster.
+5. SAMDP (gamma 0.99, coherence k = 5, trunc 0.1). A stay is a maximal run of one label in a
+   trajectory; a terminated row (a lost life) ends it. It is complete when the trajectory's next
+   row follows no termination and has another label (its exit).
+   - counts TT[c, c']: one per exit c -> c' whose next stay lasts k+1 rows or more, or is cut by a
+     termination or the trajectory's end (smdp.py: the next k+1 labels all c', clamped at the
+     data's end); each terminated row adds TT[c, c] += 1 (smdp.py). The diagonal never enters P:
+     terminations only keep exits and stays from crossing a lost life; P has no terminal outcome.
+   - P: TT with zero diagonal, rows normalised, entries < trunc dropped, renormalised. A cluster
+     with no exit keeps a zero row: absorbing, v = r there (smdp.py merged it into its predecessor).
+   - r_c, kbar_c: mean of sum_j gamma^j clip(r_j, -1, 1) (j = 0 at the stay's first row) and mean
+     length over the complete stays in c longer than k rows (all its complete stays if none is).
+     Deviations: smdp.py kept stays longer than k+1 rows and counted length - 1, and gave each
+     row's reward to the stay before (a state there arrives with the previous action's reward;
+     ours hold their own action's); stays cut by a termination or the trajectory's end are left
+     out (smdp.py ignored trajectory boundaries).
+   - v_SAMDP = pinv(I - diag(gamma^kbar) P) r; v_DQN(c) = mean V over c (0 if empty).
+   - skills: nonzero P[c, c'] with the mean discounted reward R_cc' and length k_cc' of the
+     complete stays in c exiting to c' (any length, as smdp.py); greedy policy
      pi(c) = argmax_c' R_cc' + gamma^k_cc' v_SAMDP(c') (-1 without skills).
-   - scores: vmse = ||v_DQN - v_SAMDP|| / ||v_DQN||; entropy = mean over clusters of the natural
-     -log entropy of P's rows, weighted by cluster size (zero rows count 0); inertia =
-     within-cluster sum of squares of the [x, y, V] features (the same space for both methods,
-     so they compare; not the augmented space spatio_temporal clusters in); intensity = fraction
-     of consecutive row pairs within trajectories whose labels differ.
-   - policy_correlation[c]: over trajectories with at least one exit from c to a cluster that P
-     reaches, the Pearson correlation of the trajectory's total (unclipped) reward with the
-     fraction of those exits that follow pi(c) (common.py; it also counted trajectories that never
-     left c, as fraction 0; we leave them out). NaN with under 3 such trajectories or no spread.
-Every statistic of step 5 is a sum over whole trajectories (samdp_stats), so shards add up
-(add_stats) before the small k x k model is solved (samdp_model).
+   - scores: vmse = ||v_DQN - v_SAMDP|| / ||v_DQN||; entropy = size-weighted mean of the rows'
+     natural-log entropies (zero rows 0); inertia = within-cluster sum of squares of the [x, y, V]
+     features (for both methods, so they compare); intensity = fraction of consecutive row pairs
+     in a trajectory whose labels differ.
+   - policy_correlation[c]: Pearson correlation, over trajectories with an exit from c along P,
+     of total (unclipped) reward and the fraction of those exits following pi(c) (common.py also
+     counted trajectories that never left c, as 0). NaN under 3 trajectories or without spread.
+   All of step 5 is sums over whole trajectories (samdp_stats) that add up over shards
+   (add_stats) before the k x k model is solved (samdp_model).
 """
 
 from __future__ import annotations
@@ -71,6 +59,7 @@ import pyarrow.compute as pc
 
 @dataclasses.dataclass(frozen=True)
 class Options:
+    """build_samdp's keyword options."""
     embedding: str = "tsne"       # "tsne" | "pca"
     pca_dims: int = 50
     fit_sample: int = 10_000
@@ -149,10 +138,20 @@ def trajectory_bounds(traj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 # ---- embedding: fitted on a sample, then a map over rows -------------------------------------------
 
-def fit_pca(sample: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
-    mean = sample.mean(0, dtype=np.float64)
-    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
-    return mean, vt[:dims]
+def pca_sums(x: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(rows, sum, sum of outer products) of some rows: they add up over shards."""
+    x = x.astype(np.float64)
+    return len(x), x.sum(0), x.T @ x
+
+
+def fit_pca(n: int, total: np.ndarray, outer: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, components): the top `dims` eigenvectors of the covariance, each signed so that its
+    largest entry is positive (the same sign on every run)."""
+    mean = total / n
+    _, evecs = np.linalg.eigh(outer / n - np.outer(mean, mean))
+    comps = evecs[:, ::-1][:, :dims].T
+    signs = np.sign(comps[np.arange(len(comps)), np.abs(comps).argmax(1)])
+    return mean, comps * signs[:, None]
 
 
 def pca_project(x: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -210,13 +209,18 @@ def within_ss(sums: np.ndarray, counts: np.ndarray, squares: np.ndarray) -> floa
 
 
 def kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """Greedy k-means++ (Arthur & Vassilvitskii 2007; 2 + log k candidates a step, as scikit-learn):
+    each next centre is the candidate, drawn with probability ~ squared distance, that lowers the
+    sum of squared distances most."""
     centers = [x[rng.integers(len(x))]]
     d2 = ((x - centers[0]) ** 2).sum(1)
     for _ in range(1, k):
         total = d2.sum()
-        c = x[rng.choice(len(x), p=d2 / total)] if total > 0 else x[rng.integers(len(x))]
-        centers.append(c)
-        d2 = np.minimum(d2, ((x - c) ** 2).sum(1))
+        picks = rng.choice(len(x), 2 + int(np.log(k)), p=d2 / total) if total > 0 else rng.integers(len(x), size=1)
+        trial = np.minimum(d2[None], ((x[None] - x[picks][:, None]) ** 2).sum(2))
+        best = trial.sum(1).argmin()
+        centers.append(x[picks[best]])
+        d2 = trial[best]
     return np.array(centers)
 
 
@@ -240,7 +244,10 @@ def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, seed_rows: np.ndarra
 # ---- SAMDP: additive statistics per shard of whole trajectories, then the model --------------------
 
 def samdp_stats(labels, traj, terminated, reward, value, k: int, gamma: float, coherence: int) -> dict:
-    """Sums over the given rows (sorted by trajectory and step; whole trajectories) that add up."""
+    """Sums over the given rows (sorted by trajectory and step, whole trajectories) that add up over
+    shards: counts (TT); skill_n/_r/_len[c, c'] (complete stays in c exiting to c': number, summed
+    discounted reward, summed length); long_n/_r/_len[c] (the same over those longer than
+    `coherence`); size and value (rows and summed V per cluster); changes and pairs (intensity)."""
     n = len(labels)
     cont = np.r_[(traj[1:] == traj[:-1]) & ~terminated[:-1], False]      # row i+1 continues row i's life
     new = np.r_[True, ~cont[:-1] | (labels[1:] != labels[:-1])]
@@ -344,10 +351,10 @@ def build_samdp(transitions: pa.Table, k: int, method: str = "spatio_temporal", 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, opt.fit_sample, replace=False)) if n > opt.fit_sample else np.arange(n)
     emb = cols["embedding"]
-    mean, comps = fit_pca(emb[sample].astype(np.float64), min(opt.pca_dims, *emb.shape, len(sample)))
+    mean, comps = fit_pca(*pca_sums(emb[sample]), min(opt.pca_dims, emb.shape[1]))
     z = pca_project(emb, mean, comps)
     if opt.embedding == "pca":
-        xy = z[:, :2] if z.shape[1] >= 2 else np.c_[z, np.zeros((n, 2 - z.shape[1]))]
+        xy = z[:, :2]
     else:
         fitted = fit_tsne(z[sample], opt.perplexity, seed, opt.n_jobs)
         xy = np.empty((n, 2))
