@@ -102,16 +102,16 @@ def test_transitions_rows_describe_the_games(smoke):
     assert (np.stack(rows["embedding"]) < 0).any()               # before the ReLU
     assert set(rows["game"]) == {"Breakout"} and rows["action"].between(0, 3).all()
     assert rows["screen"].isna().all()                            # record_screens is off
-    # Lives only fall within a game; each lost life is a terminated row.
+    # Lives only fall within a game (Breakout starts with 5); each lost life is a terminated row.
     for _, game in rows.sort_values("step").groupby("trajectory"):
         lives = game["lives"].to_numpy()
         assert (np.diff(lives) <= 0).all()
-        assert game["terminated"].sum() == lives[0] - lives[-1] + (lives[-1] == 0)
-        # The RAM features are read before each action: a brick hit (reward > 0) shows as one
-        # brick fewer in the next row.
+        assert game["terminated"].sum() == 5 - lives[-1]
+        # The RAM features are read before each action: a brick hit (reward > 0) shows as
+        # fewer bricks in the next row.
         bricks = game["bricks_remaining"].to_numpy().astype(int)
         assert bricks[0] == 108
-        np.testing.assert_array_equal(bricks[:-1] - bricks[1:], (game["reward"].to_numpy()[:-1] > 0))
+        np.testing.assert_array_equal(bricks[:-1] - bricks[1:] > 0, game["reward"].to_numpy()[:-1] > 0)
     assert rows["paddle_x"].notna().all() and rows["ball_x"].isna().any() == rows["ball_y"].isna().any()
 
 
