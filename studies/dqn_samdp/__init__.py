@@ -11,9 +11,11 @@ import pyarrow as pa
 from lookinside.studies.dqn_samdp import trial
 from lookinside.studies.dqn_samdp.config import PRESETS, DQNSamdpConfig
 from lookinside.studies.dqn_samdp.features import FEATURES
+from lookinside.studies.dqn_samdp.samdp import SamdpResult, build_samdp
 from lookinside.study import Study
 
 EMBEDDING = 512  # the Q head's hidden layer (module.py)
+__all__ = ["STUDY", "TABLES", "SamdpResult", "build_samdp"]
 
 TABLES = {
     # One row per Algorithm.train() call (steps_per_iteration agent steps of 4 frames).
@@ -41,6 +43,27 @@ TABLES["transitions"] = pa.schema([
     *FEATURES.items(),
     ("screen", pa.binary())])
 
+# SAMDP builds (stage build; samdp.py): one row per state of the source transitions, with
+# its map position and cluster (value and the game features copied from the transitions, so
+# that the maps need no other sweep); one row per cluster (x, y: the mean map position of
+# its states; policy: the greedy SAMDP policy's next cluster, -1 if none); one row per
+# pair of clusters with a coherent transition (count, off the diagonal; terminations on it)
+# or a kept probability; one row of scores per build.
+TABLES["embedding_2d"] = pa.schema([
+    ("trial_id", pa.string()), ("source_trial_id", pa.string()), ("checkpoint_step", pa.int64()),
+    ("trajectory", pa.int64()), ("step", pa.int64()), ("x", pa.float64()), ("y", pa.float64()),
+    ("cluster", pa.int64()), ("value", pa.float32()), *FEATURES.items()])
+TABLES["samdp_clusters"] = pa.schema([
+    ("trial_id", pa.string()), ("cluster", pa.int64()), ("size", pa.int64()), ("v_dqn", pa.float64()),
+    ("v_samdp", pa.float64()), ("reward", pa.float64()), ("mean_duration", pa.float64()),
+    ("x", pa.float64()), ("y", pa.float64()), ("policy", pa.int64()), ("policy_correlation", pa.float64())])
+TABLES["samdp_transitions"] = pa.schema([
+    ("trial_id", pa.string()), ("source", pa.int64()), ("target", pa.int64()), ("probability", pa.float64()),
+    ("count", pa.int64())])
+TABLES["samdp_scores"] = pa.schema([
+    ("trial_id", pa.string()), ("vmse", pa.float64()), ("entropy", pa.float64()), ("inertia", pa.float64()),
+    ("intensity", pa.float64())])
+
 
 def _figures(tables, out):
     from lookinside.studies.dqn_samdp import figures
@@ -64,5 +87,6 @@ STUDY = Study(
     prepare=trial.prepare,
     resources=trial.resources,
     figure_columns={"training": ["env_steps", "episodes", "episode_return_mean", "episode_return_max",
-                                 "env_steps_per_second"]},
+                                 "env_steps_per_second"],
+                    "transitions": ["step"]},   # the summary counts them; the maps read embedding_2d
 )

@@ -19,15 +19,17 @@ DEFAULT_GAMES = ("Breakout", "Seaquest", "Pacman")
 
 @dataclasses.dataclass(frozen=True)
 class DQNSamdpConfig:
+    stage: str = param("train", "what the trial does: train a DQN (recording it at record_at), record "
+                       "another sweep's kept checkpoints, or build SAMDPs from another sweep's transitions",
+                       "lookinside", choices=("train", "record", "build"))
     # What to play.
     game: str = param("Breakout", "ALE game (gymnasium's ALE id, e.g. Breakout, Seaquest, Pacman); a recording "
                       "trial plays its source trial's game",
                       "Graying: Breakout, Seaquest, Pacman (ALE's Pacman, not MsPacman)")
     seed: int = param(0, "seed of the env, exploration and network initialisation", "lookinside",
                       low=0, high=2**31 - 1)
-    env_steps: int = param(10_000_000, "agent steps (4 frames each) to train in all; 0 trains nothing "
-                           "(a recording trial, see source_sweep)",
-                           "Graying trained to 10M-50M frames; Nature 50M frames = 12.5M steps", low=0, high=_STEPS)
+    env_steps: int = param(10_000_000, "agent steps (4 frames each) to train in all",
+                           "Graying trained to 10M-50M frames; Nature 50M frames = 12.5M steps", low=1, high=_STEPS)
     # The network (fixed by the study: Nature CNN, FC 512, Q head).
     dueling: bool = param(False, "dueling Q head", "Nature and Graying: no (RLlib default: yes)")
     double_q: bool = param(False, "double-Q targets", "Nature and Graying: no (RLlib default: yes)")
@@ -84,12 +86,30 @@ class DQNSamdpConfig:
                                   "Machado: 108,000 frames", low=1, high=10**7)
     record_screens: bool = param(False, "also record each step's RGB screen (PNG bytes)",
                                  "Graying saved screens to show cluster exemplars")
-    # Recording from another sweep's checkpoints instead of training.
-    source_sweep: str | None = param(None, "record from this sweep's kept checkpoints (env_steps must be 0)",
-                                     "lookinside")
-    source_trial: str | None = param(None, "the source sweep's trial (default: every trial in it)", "lookinside")
-    source_checkpoint: int = param(-1, "the source checkpoint's agent steps; -1 the last kept", "lookinside",
-                                   low=-1, high=_STEPS)
+    # Stages record and build read another sweep of this study.
+    source_sweep: str | None = param(None, "the sweep a record trial reads kept checkpoints from, or a build "
+                                     "trial transitions from", "lookinside")
+    source_trial: str | None = param(None, "the source sweep's training trial (default: every one)", "lookinside")
+    source_checkpoint: int = param(-1, "the checkpoint (agent steps) to record or build from; -1 each trial's last",
+                                   "lookinside", low=-1, high=_STEPS)
+    # The SAMDP build (samdp.py documents each step).
+    k: int = param(22, "clusters (aggregate states)", "Graying code: 22 clusters", low=2, high=10_000)
+    method: str = param("spatio_temporal", "clustering: K-means on [x, y, V], or on time-shifted copies too",
+                        "Graying: spatio-temporal K-means", choices=("spatio_temporal", "kmeans"))
+    window: int = param(2, "spatio-temporal half-window (steps), weights 0.75^|dt|", "Graying code", low=0, high=100)
+    embedding: str = param("tsne", "the 2-D map: openTSNE, or the first two principal components (fast)",
+                           "Graying: Barnes-Hut t-SNE", choices=("tsne", "pca"))
+    pca_dims: int = param(50, "PCA dimensions before t-SNE", "usual practice (dqn_samdp.md)", low=2, high=4096)
+    perplexity: float = param(30.0, "t-SNE perplexity", "Graying (K = 3 x perplexity neighbours)", low=1.0, high=1000.0)
+    fit_sample: int = param(10_000, "states the PCA and the t-SNE map are fitted on; the others are placed",
+                            "lookinside", low=10, high=10**7)
+    coherence: int = param(5, "temporal coherence: an exit counts when the next k+1 labels stay", "Graying smdp.py",
+                           low=0, high=1000)
+    trunc: float = param(0.1, "transition probabilities below this are dropped", "Graying smdp.py", low=0.0, high=1.0)
+    workers: int = param(1, "workers (one CPU bundle each) that run the build's map steps", "lookinside",
+                         low=1, high=1024)
+    shards: int = param(16, "runs of whole trajectories the build maps over (fixed, so that the result does not "
+                        "depend on workers)", "lookinside", low=1, high=100_000)
 
     # Test hooks.
     crash_after_rows: int = param(
@@ -103,17 +123,17 @@ class DQNSamdpConfig:
         except ImportError as err:
             raise ValueError(f"dqn_samdp needs the rl extra (pip install 'lookinside[rl]'): {err}") from None
         atari.check_game(self.game)
-        if self.source_sweep is None and self.env_steps == 0:
-            raise ValueError("env_steps is 0 and no source_sweep is set: nothing to train or record")
-        if self.source_sweep is not None and self.env_steps > 0:
-            raise ValueError("a trial either trains (env_steps > 0) or records from source_sweep, not both")
+        if self.stage != "train" and self.source_sweep is None:
+            raise ValueError(f"stage {self.stage} reads another sweep: set source_sweep=SWEEP_ID")
+        if self.stage == "train" and self.source_sweep is not None:
+            raise ValueError("source_sweep is for stages record and build, not train")
         per_round = self.rollout_fragment_length * self.envs_per_runner * self.num_env_runners
         if per_round % self.env_steps_per_update:
             raise ValueError(f"rollout_fragment_length x envs_per_runner x num_env_runners ({per_round}) must be a "
                              f"multiple of env_steps_per_update ({self.env_steps_per_update}) to keep the replay ratio")
         if self.epsilon_final > self.epsilon_start:
             raise ValueError("epsilon_final exceeds epsilon_start")
-        if self.source_sweep is None and any(s > self.env_steps for s in self.record_at):
+        if self.stage == "train" and any(s > self.env_steps for s in self.record_at):
             raise ValueError(f"record_at {self.record_at} lies beyond env_steps {self.env_steps}")
         if self.dueling and self.record_games > 0:
             raise ValueError("the recorder reads a plain Q head: set dueling=false or record_games=0")
@@ -133,6 +153,16 @@ PRESETS = {
          "epsilon_steps": 50_000, "checkpoint_every": 25_000, "record_at": (50_000, 100_000),
          "record_games": 8, "record_envs": 8, "lr": 1e-4},
         {"game": ["Breakout"], "seed": [0]}),
+    "samdp_smoke": Preset(
+        "CI-sized SAMDP builds from a sweep's transitions (--set source_sweep=ID): k 4 and 6, both methods, "
+        "two workers",
+        {"stage": "build", "workers": 2, "shards": 4, "fit_sample": 2000},
+        {"k": [4, 6], "method": ["spatio_temporal", "kmeans"]}),
+    "samdp": Preset(
+        "SAMDP builds from a sweep's transitions (--set source_sweep=ID): k from 6 to 30, both methods, "
+        "3 seeds (minutes on a CPU for the laptop preset's 2,000 states)",
+        {"stage": "build"},
+        {"k": [6, 10, 14, 18, 22, 26, 30], "method": ["spatio_temporal", "kmeans"], "seed": [0, 1, 2]}),
     "paper": Preset(
         "Graying's scale on GPUs: Breakout, Seaquest and Pacman x 3 seeds x 10M steps, "
         "recorded at 5M and 10M (60 games each)",

@@ -54,6 +54,12 @@ def _games(frame: pd.DataFrame) -> list[str]:
 
 
 def draw(tables: Mapping[str, pa.Table], out: str) -> list[Figure]:
+    from lookinside.studies.dqn_samdp import samdp_figures
+
+    return _draw_training(tables, out) + samdp_figures.draw(tables, out)
+
+
+def _draw_training(tables: Mapping[str, pa.Table], out: str) -> list[Figure]:
     frame = _training(tables)
     if frame.empty:
         return []

@@ -224,23 +224,6 @@ def kmeans_pp(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(centers)
 
 
-def kmeans(x: np.ndarray, k: int, rng: np.random.Generator, seed_rows: np.ndarray, opt: Options) -> np.ndarray:
-    best, best_ss = None, np.inf
-    tol = opt.tol * x.var(0).sum()
-    for _ in range(opt.n_init):
-        centers = kmeans_pp(x[seed_rows], k, rng)
-        for _ in range(opt.max_iter):
-            labels, _ = assign(x, centers)
-            new = update_centers(*cluster_sums(x, labels, k)[:2], centers)
-            moved, centers = ((new - centers) ** 2).sum(), new
-            if moved <= tol:
-                break
-        labels, d2 = assign(x, centers)
-        if d2.sum() < best_ss:
-            best, best_ss = labels, d2.sum()
-    return best
-
-
 # ---- SAMDP: additive statistics per shard of whole trajectories, then the model --------------------
 
 def samdp_stats(labels, traj, terminated, reward, value, k: int, gamma: float, coherence: int) -> dict:
@@ -334,13 +317,59 @@ def policy_correlation(labels, traj, terminated, reward, P: np.ndarray, policy: 
     return corr
 
 
-# ---- entry point ---------------------------------------------------------------------------------
+# ---- entry point: the pipeline over shards of whole trajectories ------------------------------------
+
+def _place(emb, sampled, xy_sample, mean, comps, fitted, embedding):
+    """Map step: PCA-project one shard's rows and give each its 2-D map position (sample rows
+    keep the fitted map's; the others are placed on it)."""
+    z = pca_project(emb, mean, comps)
+    if embedding == "pca":
+        return z[:, :2]
+    xy = np.empty((len(z), 2))
+    xy[sampled] = xy_sample
+    xy[~sampled] = tsne_place(fitted, z[~sampled])
+    return xy
+
+
+def _kmeans_step(x, centers, k):
+    labels, _ = assign(x, centers)
+    return cluster_sums(x, labels, k)
+
+
+def _assign(x, centers):
+    return assign(x, centers)
+
+
+def _kmeans(run, xs, k, rng, seed_rows: np.ndarray, opt: Options) -> np.ndarray:
+    """Lloyd's K-means whose assignment and sums are map steps over the shards `xs` (put), summed
+    in shard order; seeds from the (driver-side) sample rows; best of n_init."""
+    best, best_ss = None, np.inf
+    total = add_stats(*run(lambda x: {"n": len(x), "s": x.sum(0), "q": (x * x).sum(0)}, [(x,) for x in xs]))
+    tol = opt.tol * float((total["q"] / total["n"] - (total["s"] / total["n"]) ** 2).sum())
+    for _ in range(opt.n_init):
+        centers = kmeans_pp(seed_rows, k, rng)
+        for _ in range(opt.max_iter):
+            parts = run(_kmeans_step, [(x,) for x in xs], centers, k)
+            new = update_centers(sum(p[0] for p in parts), sum(p[1] for p in parts), centers)
+            moved, centers = ((new - centers) ** 2).sum(), new
+            if moved <= tol:
+                break
+        parts = run(_assign, [(x,) for x in xs], centers)
+        ss = sum(p[1].sum() for p in parts)
+        if ss < best_ss:
+            best, best_ss = np.concatenate([p[0] for p in parts]), ss
+    return best
+
 
 def build_samdp(transitions: pa.Table, k: int, method: str = "spatio_temporal", seed: int = 0,
-                **options) -> SamdpResult:
+                workers: int = 1, shards: int = 16, **options) -> SamdpResult:
     """Clusters the recorded states into k aggregate states and builds their SAMDP (module doc).
     options: the fields of Options (embedding, pca_dims, fit_sample, perplexity, window, gamma,
-    coherence, trunc, ...)."""
+    coherence, trunc, ...). The rows are split into `shards` runs of whole trajectories; with
+    workers > 1 and Ray running, the map steps run on that many workers (shards.py), with the
+    same result as in one process."""
+    from lookinside.studies.dqn_samdp import shards as sharding
+
     opt = Options(**options)
     if method not in ("kmeans", "spatio_temporal"):
         raise ValueError(f"method must be 'kmeans' or 'spatio_temporal', not {method!r}")
@@ -348,29 +377,36 @@ def build_samdp(transitions: pa.Table, k: int, method: str = "spatio_temporal", 
         raise ValueError(f"embedding must be 'tsne' or 'pca', not {opt.embedding!r}")
     order, cols = read_transitions(transitions)
     n = len(order)
+    run = sharding.mapper(workers)
+    edges = sharding.bounds(cols["traj"], shards)
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, opt.fit_sample, replace=False)) if n > opt.fit_sample else np.arange(n)
+    in_sample = np.zeros(n, bool)
+    in_sample[sample] = True
     emb = cols["embedding"]
+    # Fitted on the sample, here; then every shard projected and placed on the map.
     mean, comps = fit_pca(*pca_sums(emb[sample]), min(opt.pca_dims, emb.shape[1]))
-    z = pca_project(emb, mean, comps)
-    if opt.embedding == "pca":
-        xy = z[:, :2]
-    else:
-        fitted = fit_tsne(z[sample], opt.perplexity, seed, opt.n_jobs)
-        xy = np.empty((n, 2))
-        xy[sample] = np.asarray(fitted)
-        rest = np.setdiff1d(np.arange(n), sample)
-        xy[rest] = tsne_place(fitted, z[rest])
+    fitted, xy_sample = None, np.zeros((len(sample), 2))
+    if opt.embedding == "tsne":
+        fitted = fit_tsne(pca_project(emb[sample], mean, comps), opt.perplexity, seed, opt.n_jobs)
+        xy_sample = np.asarray(fitted)
+    where = np.cumsum(in_sample) - 1           # row -> its index in the sample
+    xy = np.concatenate(run(_place, [(run.put(emb[a:b]), in_sample[a:b], xy_sample[where[a:b][in_sample[a:b]]])
+                                     for a, b in edges], mean, comps, fitted, opt.embedding))
     f = scale(np.c_[xy, cols["value"]])
     x = spatio_temporal(f, cols["traj"], opt.window, opt.decay) if method == "spatio_temporal" else f
-    labels = kmeans(x, k, rng, sample, opt)
-    sums, sizes, squares = cluster_sums(f, labels, k)
-    stats = samdp_stats(labels, cols["traj"], cols["terminated"], cols["reward"], cols["value"], k,
-                        opt.gamma, opt.coherence)
+    xs = [run.put(x[a:b]) for a, b in edges]
+    labels = _kmeans(run, xs, k, rng, x[sample], opt)
+    per_shard = [(labels[a:b], cols["traj"][a:b], cols["terminated"][a:b], cols["reward"][a:b], cols["value"][a:b])
+                 for a, b in edges]
+    stats = add_stats(*run(samdp_stats, per_shard, k, opt.gamma, opt.coherence))
+    inertia = add_stats(*run(lambda f_, lab: dict(zip("scq", cluster_sums(f_, lab, k))),
+                             [(f[a:b], labels[a:b]) for a, b in edges]))
     model = samdp_model(stats, opt.gamma, opt.trunc)
-    model["scores"]["inertia"] = within_ss(sums, sizes, squares)
+    model["scores"]["inertia"] = within_ss(inertia["s"], inertia["c"], inertia["q"])
     corr = policy_correlation(labels, cols["traj"], cols["terminated"], cols["reward"], model["P"], model["policy"])
     back = np.empty(n, np.int64)
     back[order] = np.arange(n)
-    return SamdpResult(labels=labels[back], xy=xy[back], centers=update_centers(sums, sizes, np.full((k, 3), np.nan)),
-                       sizes=sizes, counts=stats["counts"], policy_correlation=corr, **model)
+    return SamdpResult(labels=labels[back], xy=xy[back],
+                       centers=update_centers(inertia["s"], inertia["c"], np.full((k, 3), np.nan)),
+                       sizes=inertia["c"], counts=stats["counts"], policy_correlation=corr, **model)

@@ -110,8 +110,11 @@ def dqn_config(config, gpus: float = 0.0):
 def resources(config, options) -> list[dict]:
     """The DQN's own placement group: bundle 0 for the trial process and its learner (with
     --gpus-per-trial), then one CPU per env runner (RLlib places runner i in bundle i)."""
-    if config.env_steps == 0:   # recording only: the trial process alone
-        return [{"CPU": options.cpus_per_trial, **({"GPU": options.gpus_per_trial} if options.gpus_per_trial else {})}]
+    own = {"CPU": options.cpus_per_trial, **({"GPU": options.gpus_per_trial} if options.gpus_per_trial else {})}
+    if config.stage == "record":
+        return [own]
+    if config.stage == "build":   # the trial process runs one worker's share, tasks the others
+        return [own] + [{"CPU": 1.0}] * (config.workers - 1)
     quiet_rllib()
     c = dqn_config(config, gpus=options.gpus_per_trial)
     return [dict(b) for b in c.algo_class.default_resource_request(c).bundles]
@@ -151,15 +154,20 @@ def _sources(config, load) -> list[tuple[str, int, str, dict]]:
 
 
 def prepare(configs, store) -> None:
-    """Recording trials: their source sweep, trial and checkpoint exist (one line if not)."""
+    """Record and build trials: their source sweep, trial and checkpoint exist (one line if not)."""
     from lookinside import results
 
     for config in configs:
-        if config.source_sweep is None:
+        if config.stage == "train":
             continue
         store.require_sweep(STUDY, config.source_sweep)
-        _sources(config, lambda table, columns, c=config: results.load(
-            store.uri, STUDY, table, sweep_id=c.source_sweep, columns=columns))
+
+        def load(table, columns, filter=None, c=config):
+            return results.load(store.uri, STUDY, table, sweep_id=c.source_sweep, columns=columns, filter=filter)
+        if config.stage == "record":
+            _sources(config, load)
+        else:
+            _build_filter(config, load)
 
 
 def load_module(uri: str):
@@ -195,8 +203,10 @@ def train(configs, session) -> None:
     if len(configs) != 1:
         raise ValueError(f"dqn_samdp trains one DQN per trial, got {len(configs)}")
     config = configs[0]
+    if config.stage == "build":
+        return _build(config, session)
     quiet_rllib()
-    if config.source_sweep is not None:
+    if config.stage == "record":
         return _record_sources(config, session)
     import torch
 
@@ -284,3 +294,76 @@ def _crash_hook(config, session):
             os._exit(1)
         return False
     return crash
+
+
+# -- building SAMDPs -------------------------------------------------------------------------
+
+def _build_filter(config, load):
+    """The filter that picks a build's transitions from its source sweep: the source trial's
+    (or every one's) rows at source_checkpoint (or at each trial's last recorded one). A
+    UserError when there are none."""
+    import pyarrow.compute as pc
+
+    keys = load("transitions", ["source_trial_id", "checkpoint_step"]).group_by(
+        ["source_trial_id", "checkpoint_step"]).aggregate([]).to_pylist()
+    if config.source_trial is not None:
+        keys = [r for r in keys if r["source_trial_id"] == config.source_trial]
+    if config.source_checkpoint >= 0:
+        keys = [r for r in keys if r["checkpoint_step"] == config.source_checkpoint]
+    else:
+        last = {}
+        for r in keys:
+            last[r["source_trial_id"]] = max(last.get(r["source_trial_id"], -1), r["checkpoint_step"])
+        keys = [{"source_trial_id": t, "checkpoint_step": c} for t, c in sorted(last.items())]
+    if not keys:
+        raise UserError(f"sweep {config.source_sweep} recorded no transitions for trial "
+                        f"{config.source_trial or 'any'} at checkpoint "
+                        f"{'the last' if config.source_checkpoint < 0 else config.source_checkpoint}")
+    chosen = None
+    for r in keys:
+        one = ((pc.field("source_trial_id") == r["source_trial_id"])
+               & (pc.field("checkpoint_step") == r["checkpoint_step"]))
+        chosen = one if chosen is None else chosen | one
+    return chosen
+
+
+def _build(config, session) -> None:
+    import numpy as np
+    import pyarrow as pa
+
+    from lookinside.studies.dqn_samdp import features, samdp
+
+    def load(table, columns, filter=None):
+        return session.load(STUDY, table, sweep_id=config.source_sweep, columns=columns, filter=filter)
+    columns = ["source_trial_id", "checkpoint_step", "trajectory", "step", "reward", "terminated", "value",
+               "embedding", *features.FEATURES]
+    table = load("transitions", columns, _build_filter(config, load))
+    start = time.perf_counter()
+    result = samdp.build_samdp(table, config.k, config.method, seed=config.seed, workers=config.workers,
+                               shards=config.shards, embedding=config.embedding, pca_dims=config.pca_dims,
+                               fit_sample=config.fit_sample, perplexity=config.perplexity, window=config.window,
+                               gamma=config.gamma, coherence=config.coherence, trunc=config.trunc)
+    session.report(states=table.num_rows, build_seconds=time.perf_counter() - start, **result.scores)
+    keep = {c: table.column(c) for c in ["source_trial_id", "checkpoint_step", "trajectory", "step", "value",
+                                           *features.FEATURES]}
+    session.add_rows("embedding_2d", 0, {**keep, "x": result.xy[:, 0], "y": result.xy[:, 1],
+                                         "cluster": result.labels})
+    k = config.k
+    session.add_rows("samdp_clusters", 0, {
+        "cluster": np.arange(k), "size": result.sizes.astype(np.int64), "v_dqn": result.v_dqn,
+        "v_samdp": result.v_samdp, "reward": result.r, "mean_duration": result.kbar,
+        "x": _cluster_mean(result.xy[:, 0], result.labels, k), "y": _cluster_mean(result.xy[:, 1], result.labels, k),
+        "policy": result.policy.astype(np.int64), "policy_correlation": result.policy_correlation})
+    source, target = np.nonzero((result.counts > 0) | (result.P > 0))
+    session.add_rows("samdp_transitions", 0, {
+        "source": source, "target": target, "probability": result.P[source, target],
+        "count": result.counts[source, target].astype(np.int64)})
+    session.add_rows("samdp_scores", 0, {name: pa.array([float(result.scores[name])])
+                                         for name in ("vmse", "entropy", "inertia", "intensity")})
+
+
+def _cluster_mean(values, labels, k):
+    import numpy as np
+
+    counts = np.bincount(labels, minlength=k)
+    return np.where(counts > 0, np.bincount(labels, values, minlength=k) / np.maximum(counts, 1), np.nan)

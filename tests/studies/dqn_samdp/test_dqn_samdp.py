@@ -35,19 +35,22 @@ def sweep_ids(root) -> list[str]:
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    """The smoke preset, its first attempt killed (os._exit) after 256 of its 600 recorded
-    rows; then a recording-only sweep from the kept checkpoint."""
+    """The smoke preset, its first attempt killed (os._exit) after 256 recorded rows; then a
+    recording-only sweep from its kept checkpoint, and SAMDP builds from its transitions."""
     tmp = tmp_path_factory.mktemp("dqn")
     root = str(tmp / "results")
     out = run("run", STUDY, "--preset", "smoke", "--results", root, "--max-failures", "1",
               "--set", "crash_after_rows=256", "--set", f"marker_dir={tmp / 'markers'}")
     assert out.returncode == 0, out.stderr[-3000:]
     (trained,) = sweep_ids(root)
-    out2 = run("run", STUDY, "--preset", "smoke", "--results", root, "--set", "env_steps=0",
+    out2 = run("run", STUDY, "--preset", "smoke", "--results", root, "--set", "stage=record",
                "--set", f"source_sweep={trained}")
     assert out2.returncode == 0, out2.stderr[-3000:]
     (recorded,) = set(sweep_ids(root)) - {trained}
-    return {"root": root, "trained": trained, "recorded": recorded, "stderr": out.stderr}
+    out3 = run("run", STUDY, "--preset", "samdp_smoke", "--results", root, "--set", f"source_sweep={trained}")
+    assert out3.returncode == 0, out3.stderr[-3000:]
+    (built,) = set(sweep_ids(root)) - {trained, recorded}
+    return {"root": root, "trained": trained, "recorded": recorded, "built": built, "stderr": out.stderr}
 
 
 def load(smoke, table, sweep="trained"):
@@ -55,7 +58,8 @@ def load(smoke, table, sweep="trained"):
 
 
 def test_smoke_sweep_writes_its_tables_with_their_schemas(smoke):
-    for table, schema in dqn_samdp.TABLES.items():
+    for table in ("training", "checkpoints", "transitions"):
+        schema = dqn_samdp.TABLES[table]
         got = load(smoke, table).drop_columns(["sweep_id"])
         assert got.schema.equals(schema), table
     trials = load(smoke, "trials").to_pylist()
@@ -170,11 +174,11 @@ def test_unknown_game_is_one_line_naming_the_valid_games(tmp_path):
 
 
 def test_missing_source_sweep_or_checkpoint_is_one_line(smoke, tmp_path):
-    out = run("run", STUDY, "--preset", "smoke", "--results", smoke["root"], "--set", "env_steps=0",
+    out = run("run", STUDY, "--preset", "smoke", "--results", smoke["root"], "--set", "stage=record",
               "--set", "source_sweep=20990101-000000-beef")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "20990101" in out.stderr
     before = sweep_ids(smoke["root"])
-    out = run("run", STUDY, "--preset", "smoke", "--results", smoke["root"], "--set", "env_steps=0",
+    out = run("run", STUDY, "--preset", "smoke", "--results", smoke["root"], "--set", "stage=record",
               "--set", f"source_sweep={smoke['trained']}", "--set", "source_checkpoint=123")
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "123" in out.stderr
     assert sweep_ids(smoke["root"]) == before                     # nothing written
@@ -205,3 +209,48 @@ def test_replay_ratio_is_one_update_per_env_steps_per_update(runners, envs, roll
 def test_manifest_records_the_trial_bundles(smoke):
     manifest = json.loads((pathlib.Path(smoke["root"]) / STUDY / smoke["trained"] / "sweep.json").read_text())
     assert manifest["bundles"] == [[{"CPU": 1.0}, {"CPU": 1.0}]]   # the learner's, one env runner's
+
+
+def test_samdp_builds_from_the_recorded_transitions(smoke):
+    """samdp_smoke: k 4 and 6 x both methods, each build's map steps on two workers (the trial
+    process and a task in its second bundle). Each build gives what build_samdp gives in one
+    process on the same rows."""
+    from lookinside.studies.dqn_samdp import samdp
+
+    for table in ("embedding_2d", "samdp_clusters", "samdp_transitions", "samdp_scores"):
+        got = load(smoke, table, "built").drop_columns(["sweep_id"])
+        assert got.schema.equals(dqn_samdp.TABLES[table]), table
+    trials = load(smoke, "trials", "built").to_pandas()
+    assert sorted(zip(trials["k"], trials["method"])) == [(4, "kmeans"), (4, "spatio_temporal"),
+                                                           (6, "kmeans"), (6, "spatio_temporal")]
+    source = load(smoke, "transitions")
+    points = load(smoke, "embedding_2d", "built").to_pandas()
+    clusters = load(smoke, "samdp_clusters", "built").to_pandas()
+    edges = load(smoke, "samdp_transitions", "built").to_pandas()
+    for t in trials.itertuples():
+        mine = points[points["trial_id"] == t.trial_id].sort_values(["trajectory", "step"])
+        assert len(mine) == source.num_rows and mine["cluster"].between(0, t.k - 1).all()
+        assert clusters[clusters["trial_id"] == t.trial_id]["size"].sum() == source.num_rows
+        p = edges[edges["trial_id"] == t.trial_id].groupby("source")["probability"].sum()
+        assert (((p - 1).abs() < 1e-9) | (p == 0)).all()          # each row of P: 1, or absorbing
+        alone = samdp.build_samdp(source, t.k, t.method, seed=int(t.seed), fit_sample=2000, shards=4)
+        rows = source.to_pandas()[["trajectory", "step"]].assign(cluster=alone.labels)
+        rows = rows.sort_values(["trajectory", "step"])
+        np.testing.assert_array_equal(mine["cluster"].to_numpy(), rows["cluster"].to_numpy())
+    scores = load(smoke, "samdp_scores", "built").to_pandas()
+    assert len(scores) == 4 and scores[["vmse", "entropy", "inertia", "intensity"]].notna().all().all()
+
+
+def test_report_of_a_build_draws_the_map_graph_and_scores(smoke, tmp_path):
+    out = run("report", STUDY, "--results", smoke["root"], "--out", str(tmp_path), "--sweep", smoke["built"])
+    assert out.returncode == 0, out.stderr
+    for name in ("samdp_map.png", "samdp_graph.png", "samdp_scores.png"):
+        assert (tmp_path / smoke["built"] / name).stat().st_size > 10_000, name
+
+
+def test_build_without_transitions_is_one_line(smoke):
+    out = run("run", STUDY, "--preset", "samdp_smoke", "--results", smoke["root"],
+              "--set", f"source_sweep={smoke['trained']}", "--set", "source_checkpoint=5")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "transitions" in out.stderr
+    out = run("run", STUDY, "--preset", "samdp_smoke", "--results", smoke["root"])
+    assert out.returncode == 2 and "source_sweep" in out.stderr
