@@ -362,12 +362,16 @@ def _kmeans(run, xs, k, rng, seed_rows: np.ndarray, opt: Options) -> np.ndarray:
 
 
 def build_samdp(transitions: pa.Table, k: int, method: str = "spatio_temporal", seed: int = 0,
-                workers: int = 1, shards: int = 16, **options) -> SamdpResult:
+                workers: int = 1, shards: int = 16, timings: dict | None = None, **options) -> SamdpResult:
     """Clusters the recorded states into k aggregate states and builds their SAMDP (module doc).
     options: the fields of Options (embedding, pca_dims, fit_sample, perplexity, window, gamma,
     coherence, trunc, ...). The rows are split into `shards` runs of whole trajectories; with
     workers > 1 and Ray running, the map steps run on that many workers (shards.py), with the
-    same result as in one process."""
+    same result as in one process. `timings`, when given, receives the seconds spent fitting
+    on the sample ("fit") and in the map steps with their reductions ("map": "place",
+    "kmeans" and "samdp")."""
+    import time
+
     from lookinside.studies.dqn_samdp import shards as sharding
 
     opt = Options(**options)
@@ -384,19 +388,30 @@ def build_samdp(transitions: pa.Table, k: int, method: str = "spatio_temporal", 
     in_sample = np.zeros(n, bool)
     in_sample[sample] = True
     emb = cols["embedding"]
+    clock = {"fit": 0.0, "place": 0.0, "kmeans": 0.0, "samdp": 0.0}
+    tick = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal tick
+        now = time.perf_counter()
+        clock[phase] += now - tick
+        tick = now
     # Fitted on the sample, here; then every shard projected and placed on the map.
     mean, comps = fit_pca(*pca_sums(emb[sample]), min(opt.pca_dims, emb.shape[1]))
     fitted, xy_sample = None, np.zeros((len(sample), 2))
     if opt.embedding == "tsne":
         fitted = fit_tsne(pca_project(emb[sample], mean, comps), opt.perplexity, seed, opt.n_jobs)
         xy_sample = np.asarray(fitted)
+    lap("fit")
     where = np.cumsum(in_sample) - 1           # row -> its index in the sample
     xy = np.concatenate(run(_place, [(run.put(emb[a:b]), in_sample[a:b], xy_sample[where[a:b][in_sample[a:b]]])
                                      for a, b in edges], mean, comps, fitted, opt.embedding))
     f = scale(np.c_[xy, cols["value"]])
     x = spatio_temporal(f, cols["traj"], opt.window, opt.decay) if method == "spatio_temporal" else f
     xs = [run.put(x[a:b]) for a, b in edges]
+    lap("place")
     labels = _kmeans(run, xs, k, rng, x[sample], opt)
+    lap("kmeans")
     per_shard = [(labels[a:b], cols["traj"][a:b], cols["terminated"][a:b], cols["reward"][a:b], cols["value"][a:b])
                  for a, b in edges]
     stats = add_stats(*run(samdp_stats, per_shard, k, opt.gamma, opt.coherence))
@@ -405,6 +420,9 @@ def build_samdp(transitions: pa.Table, k: int, method: str = "spatio_temporal", 
     model = samdp_model(stats, opt.gamma, opt.trunc)
     model["scores"]["inertia"] = within_ss(inertia["s"], inertia["c"], inertia["q"])
     corr = policy_correlation(labels, cols["traj"], cols["terminated"], cols["reward"], model["P"], model["policy"])
+    lap("samdp")
+    if timings is not None:
+        timings.update(clock, map=clock["place"] + clock["kmeans"] + clock["samdp"])
     back = np.empty(n, np.int64)
     back[order] = np.arange(n)
     return SamdpResult(labels=labels[back], xy=xy[back],
