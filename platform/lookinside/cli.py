@@ -158,7 +158,8 @@ def cmd_run(args) -> int:
         study.prepare(configs, store)
     ray_setup.start_ray(args.address)  # a cluster that cannot be joined fails before anything is written
     capacity = ray_setup.capacity()
-    manifest = planning.plan(study, args.preset, values, grid, store, resources, capacity)
+    manifest = planning.plan(study, args.preset, values, grid, store, resources, capacity,
+                             autoscaling=bool(args.address and args.wait_for_nodes))
     waiting = ray_setup.check_fits(manifest["bundles"], args.wait_for_nodes) if args.address else None
     manifest_io.write(store, manifest)
     print(f"sweep {manifest['sweep_id']}: {len(manifest['trials'])} trials of {study.name} "

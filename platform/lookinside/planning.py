@@ -49,9 +49,11 @@ def slots(per_trial: list[dict[str, float]], capacity: Mapping[str, float]) -> i
 
 
 def plan(study: Study, preset: str, values: Mapping[str, Any], grid: Mapping[str, Sequence[Any]],
-         store: Store, resources: Resources, capacity: Mapping[str, float]) -> dict:
+         store: Store, resources: Resources, capacity: Mapping[str, float], autoscaling: bool = False) -> dict:
     """The manifest of a new sweep (validated; nothing written yet). Packs are sized for
-    `capacity` (this machine's, or the cluster's on --address)."""
+    `capacity` (this machine's, or the cluster's on --address). With `autoscaling`
+    (--wait-for-nodes), a trial that does not fit yet is left for the autoscaler, and each
+    trial is its own pack unless --pack says otherwise (how many nodes come is unknown)."""
     configs = study.configs(preset, values, grid)
     sweep_id = new_sweep_id()
     trials = [{"trial_id": f"{sweep_id}-{i:05d}", "preset": preset, "config": cfg.to_dict(c)}
@@ -61,9 +63,12 @@ def plan(study: Study, preset: str, values: Mapping[str, Any], grid: Mapping[str
     for c in configs:
         need = bundles(study, c, resources)
         needs[repr(need)] = need
-        if slots(need, capacity) == 0:
-            raise UserError(f"a trial needs {_describe(need)}, more than there is ({_describe([capacity])})")
+        if slots(need, capacity) == 0 and not autoscaling:
+            raise UserError(f"a trial needs {_describe(need)}, more than there is ({_describe([capacity])}); "
+                            f"--wait-for-nodes if the cluster autoscales")
     n_slots = min(slots(need, capacity) for need in needs.values())
+    if n_slots == 0:    # nothing fits until the autoscaler adds nodes: a pack per trial
+        n_slots = len(configs)
     k = resources.pack or packing.choose_pack_size(study, configs, n_slots, packing.machine_memory())
     packs = packing.group(study, configs, k)
     return {

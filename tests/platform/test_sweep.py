@@ -216,3 +216,14 @@ def test_plan_checks_every_trials_bundles():
     with pytest.raises(__import__("lookinside").errors.UserError, match="a trial needs 64 CPU, more than there is"):
         planning.plan(study, "smoke", {}, {"seed": [0, 1]}, Store("unused"), planning.Resources(pack=1),
                       {"CPU": 2.0, "GPU": 0.0})
+
+
+def test_plan_on_an_autoscaling_cluster_leaves_trials_that_do_not_fit_yet_to_the_autoscaler():
+    """A fresh cluster.yaml cluster has a head with no CPU and no worker yet: with
+    --wait-for-nodes the sweep is planned (one trial per pack) instead of refused."""
+    manifest = planning.plan(toy_study.STUDY, "smoke", {}, {"seed": [0, 1, 2]}, Store("unused"),
+                             planning.Resources(gpus_per_trial=0.125), {"CPU": 0.0, "GPU": 0.0}, autoscaling=True)
+    assert len(manifest["packs"]) == 3 and manifest["bundles"][0] == [{"CPU": 1.0, "GPU": 0.125}]
+    with pytest.raises(__import__("lookinside").errors.UserError, match="--wait-for-nodes"):
+        planning.plan(toy_study.STUDY, "smoke", {}, {"seed": [0]}, Store("unused"),
+                      planning.Resources(gpus_per_trial=0.125), {"CPU": 0.0, "GPU": 0.0})
