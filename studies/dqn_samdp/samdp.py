@@ -332,33 +332,38 @@ def _place(emb, sampled, xy_sample, mean, comps, fitted, embedding):
 
 
 def _kmeans_step(x, centers, k):
-    labels, _ = assign(x, centers)
-    return cluster_sums(x, labels, k)
+    """One Lloyd round of every run at once: per run, the sums and counts of its clusters."""
+    return [cluster_sums(x, assign(x, c)[0], k)[:2] for c in centers]
 
 
 def _assign(x, centers):
-    return assign(x, centers)
+    return [assign(x, c) for c in centers]
 
 
 def _kmeans(run, xs, k, rng, seed_rows: np.ndarray, opt: Options) -> np.ndarray:
     """Lloyd's K-means whose assignment and sums are map steps over the shards `xs` (put), summed
-    in shard order; seeds from the (driver-side) sample rows; best of n_init."""
-    best, best_ss = None, np.inf
+    in shard order; seeds from the (driver-side) sample rows; the n_init runs go together, one
+    map step per round (a run stops moving once its centres move less than tol); the best run's
+    labels."""
     total = add_stats(*run(lambda x: {"n": len(x), "s": x.sum(0), "q": (x * x).sum(0)}, [(x,) for x in xs]))
     tol = opt.tol * float((total["q"] / total["n"] - (total["s"] / total["n"]) ** 2).sum())
-    for _ in range(opt.n_init):
-        centers = kmeans_pp(seed_rows, k, rng)
-        for _ in range(opt.max_iter):
-            parts = run(_kmeans_step, [(x,) for x in xs], centers, k)
-            new = update_centers(sum(p[0] for p in parts), sum(p[1] for p in parts), centers)
-            moved, centers = ((new - centers) ** 2).sum(), new
-            if moved <= tol:
-                break
-        parts = run(_assign, [(x,) for x in xs], centers)
-        ss = sum(p[1].sum() for p in parts)
-        if ss < best_ss:
-            best, best_ss = np.concatenate([p[0] for p in parts]), ss
-    return best
+    centers = [kmeans_pp(seed_rows, k, rng) for _ in range(opt.n_init)]
+    moving = list(range(opt.n_init))
+    for _ in range(opt.max_iter):
+        parts = run(_kmeans_step, [(x,) for x in xs], [centers[i] for i in moving], k)
+        still = []
+        for j, i in enumerate(moving):
+            new = update_centers(sum(p[j][0] for p in parts), sum(p[j][1] for p in parts), centers[i])
+            if ((new - centers[i]) ** 2).sum() > tol:
+                still.append(i)
+            centers[i] = new
+        moving = still
+        if not moving:
+            break
+    parts = run(_assign, [(x,) for x in xs], centers)
+    ss = [sum(p[i][1].sum() for p in parts) for i in range(opt.n_init)]
+    best = int(np.argmin(ss))
+    return np.concatenate([p[best][0] for p in parts])
 
 
 def build_samdp(transitions: pa.Table, k: int, method: str = "spatio_temporal", seed: int = 0,

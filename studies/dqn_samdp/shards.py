@@ -6,9 +6,10 @@ shard; reductions add those results in shard order. So the labels, P and values 
 same bit for bit on one worker and on several: only where each shard's work runs changes.
 
 `LocalMap` runs every shard here (the single-process reference). `RayMap(workers)` splits
-the shards into `workers` groups: group 0 runs in the calling process while Ray tasks run
-the others, one CPU each. Inside a Tune trial whose placement group has one bundle per
-worker (trial.resources), task i runs in bundle i (bundle 0 holds the trial process).
+the shards into `workers` groups: group 0 runs in the calling process while Ray actors run
+the others, one CPU each, for the whole build. Inside a Tune trial whose placement group
+has one bundle per worker (trial.resources), actor i runs in bundle i (bundle 0 holds the
+trial process).
 Shard data is put in Ray's object store once (`put`) and reused by every step.
 """
 
@@ -54,15 +55,25 @@ def _run_group(fn: Callable, group: list[tuple], *shared: Any) -> list:
     return [fn(*_resolve(args), *shared) for args in group]
 
 
+class _Worker:
+    """A Ray actor (one CPU) that runs map steps on its group of shards; one actor per
+    worker for the whole build, so that K-means' many short rounds cost an actor call each,
+    not a task's scheduling."""
+
+    def run(self, fn: Callable, group: list[tuple], *shared: Any) -> list:
+        return _run_group(fn, group, *shared)
+
+
 class RayMap:
-    """Shards in `workers` groups: group 0 here, the others as Ray tasks (one CPU each)."""
+    """Shards in `workers` groups: group 0 here, the others on Ray actors (one CPU each)."""
 
     def __init__(self, workers: int):
         import ray
 
         self.ray, self.workers = ray, workers
-        self.remote = ray.remote(num_cpus=1)(_run_group)
         self.placement_group = ray.util.get_current_placement_group()
+        actor = ray.remote(num_cpus=1)(_Worker)
+        self.actors = [actor.options(**self._options(i)).remote() for i in range(1, workers)]
 
     def put(self, value: Any) -> Any:
         return self.ray.put(value)
@@ -78,8 +89,8 @@ class RayMap:
     def __call__(self, fn: Callable, per_shard: Sequence[tuple], *shared: Any) -> list:
         groups = [list(g) for g in np.array_split(np.arange(len(per_shard)), self.workers) if len(g)]
         shared_refs = [self.put(s) for s in shared]
-        futures = [self.remote.options(**self._options(i)).remote(fn, [per_shard[j] for j in group], *shared_refs)
-                   for i, group in enumerate(groups[1:], start=1)]
+        futures = [actor.run.remote(fn, [per_shard[j] for j in group], *shared_refs)
+                   for actor, group in zip(self.actors, groups[1:])]
         out = [fn(*_resolve(per_shard[j]), *shared) for j in groups[0]]
         for chunk in self.ray.get(futures):
             out.extend(chunk)
