@@ -23,10 +23,11 @@ class ConfigError(UserError, ValueError):
 
 
 def param(default: Any, doc: str, source: str = "", *, low: float | None = None,
-          high: float | None = None, choices: tuple | None = None, path: bool = False) -> Any:
+          high: float | None = None, choices: tuple | None = None, path: bool | str = False) -> Any:
     """A config field: default, what it means (doc), where its value comes from (source),
     and the closed range [low, high] or the choices it must lie in. A `path` field names a
-    local file: it must exist, and it is made absolute so that every worker finds it."""
+    local file (path=True) or folder (path="dir"): it must exist, and it is made absolute so
+    that every worker finds it."""
     meta = {"doc": doc, "source": source, "low": low, "high": high, "choices": choices,
             "path": path}
     return dataclasses.field(default=default, metadata=meta)
@@ -107,8 +108,9 @@ def check_value(config_cls: type, name: str, value: Any) -> Any:
             raise ConfigError(f"field '{name}' expects {_type_name(tp)}, got {value!r}")
         items = (value,)
     if meta.get("path") and "://" not in value:
-        if not os.path.isfile(value):
-            raise ConfigError(f"field '{name}': no such file {value!r}")
+        folder = meta["path"] == "dir"
+        if not (os.path.isdir(value) if folder else os.path.isfile(value)):
+            raise ConfigError(f"field '{name}': no such {'folder' if folder else 'file'} {value!r}")
         value = os.path.abspath(value)
     low, high, choices = meta.get("low"), meta.get("high"), meta.get("choices")
     for v in items:

@@ -199,7 +199,7 @@ def security_group_problems(config: dict) -> list[str]:
 
 
 PIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(\[[A-Za-z0-9_,.-]+\])?==[0-9][0-9A-Za-z.+!-]*")
-LOOKINSIDE = re.compile(r"lookinside(\[[a-z,]+\])?\s*@\s*git\+https://github\.com/(<OWNER>|[A-Za-z0-9_.-]+)"
+LOOKINSIDE = re.compile(r"lookinside(\[[a-z_,]+\])?\s*@\s*git\+https://github\.com/(<OWNER>|[A-Za-z0-9_.-]+)"
                         r"/lookinside(\.git)?@(<REVISION>|[0-9a-f]{40})")
 TAKES_VALUE = {"-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-t", "--target"}
 UNPINNED_SOURCES = {"-r", "--requirement", "-c", "--constraint", "-e", "--editable"}
@@ -236,12 +236,12 @@ def pins(config: dict) -> tuple[dict[str, str], list[str], list[str]]:
 
 
 def project_pin_problems(pinned: dict[str, str]) -> list[str]:
-    """Every dependency of lookinside and of its rl and samdp extras is pinned, at a version its specifier
+    """Every dependency of lookinside and of its extras (bar dev) is pinned, at a version its specifier
     allows; where the dev extra pins a version (torch), the cluster pins the same one."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     found = []
     extras = project["optional-dependencies"]
-    for spec in project["dependencies"] + extras["rl"] + extras["samdp"]:
+    for spec in project["dependencies"] + [spec for name, specs in extras.items() if name != "dev" for spec in specs]:
         req = Requirement(spec)
         version = pinned.get(canonicalize_name(req.name))
         if version is None:

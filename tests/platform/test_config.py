@@ -67,3 +67,18 @@ def test_preset_grid_with_set_and_grid_overrides():
     assert [(c.activation, c.seed) for c in only_tanh] == [("tanh", 7), ("tanh", 8)] * 3
     assert sorted({c.train_fraction for c in only_tanh}) == [0.05, 0.45, 0.85]
     assert STUDY.grid_size("laptop") == 30
+
+
+@dataclasses.dataclass(frozen=True)
+class WithFolder:
+    folder: str | None = param(None, "a folder", path="dir")
+
+
+def test_folder_field_must_be_an_existing_folder(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "file").write_text("x")
+    monkeypatch.chdir(tmp_path)
+    assert cfg.build(WithFolder, {"folder": "sub"}).folder == str(tmp_path / "sub")
+    for value in ("file", "/no/such/folder"):
+        with pytest.raises(ConfigError, match="no such folder"):
+            cfg.build(WithFolder, {"folder": value})

@@ -1,0 +1,138 @@
+"""The paper's findings as numbers, from a sweep's Arrow tables.
+
+    python -m lookinside.studies.implicit_regularization.findings [--results ROOT] [--sweep ID]
+
+width: per label-noise level and H, each member's last row (it stops at zero training
+error or at `epochs`), averaged over seeds; the finding compares the test error at the
+largest H with that at the smallest H whose every seed reached zero training error.
+path_sgd: per optimiser, init and dropout, the first epoch at which the training
+cross-entropy falls below `loss_threshold` (mean over seeds; inf when a seed never does).
+Errors print one line and exit 2, as the `lookinside` command does.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lookinside import report
+from lookinside.cli import OneLineParser
+from lookinside.errors import UserError, exit_code, one_line
+
+KEY_FIELDS = ["experiment", "dataset", "hidden", "depth", "optimizer", "init", "dropout", "label_noise", "seed",
+              "loss_threshold", "train_size", "epochs", "preset"]
+
+
+def frame(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
+    """The metrics rows of finished trials with their config fields."""
+    trials = tables["trials"]
+    keys = report.finished_trials(trials, [f for f in KEY_FIELDS if f in trials.column_names])
+    return report.with_config(tables["metrics"], keys)
+
+
+def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:
+    return metrics.sort_values("epoch").groupby("trial_id").tail(1)
+
+
+def width_table(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per (label_noise, hidden): the mean final errors and norms and the mean stopping epoch."""
+    last = final_rows(metrics[metrics["experiment"] == "width"])
+    columns = ["train_error", "test_error", "l2_norm", "path_norm", "spectral_product", "epoch"]
+    grouped = last.groupby(["label_noise", "hidden"])
+    return grouped[columns].mean().assign(all_zero=grouped["train_error"].max() == 0, seeds=grouped.size())
+
+
+def width_finding(table: pd.DataFrame, label_noise: float) -> dict | None:
+    """Test error at the largest H and at the smallest H reaching zero training error (every
+    seed); None when no H does."""
+    t = table.loc[label_noise]
+    zero = t[t["all_zero"]]
+    if zero.empty:
+        return None
+    smallest, largest = int(zero.index.min()), int(t.index.max())
+    return {"smallest_h": smallest, "smallest_test": float(t.loc[smallest, "test_error"]),
+            "largest_h": largest, "largest_test": float(t.loc[largest, "test_error"]),
+            "largest_train": float(t.loc[largest, "train_error"])}
+
+
+def epochs_to_threshold(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per (optimizer, init, dropout): mean over seeds of the first epoch with training loss
+    below the trial's loss_threshold (inf if a seed never gets there), and the final losses."""
+    m = metrics[metrics["experiment"] == "path_sgd"]
+    rows = []
+    for _, g in m.groupby("trial_id"):
+        hit = g.loc[g["train_loss"] < g["loss_threshold"], "epoch"]
+        last = g.sort_values("epoch").iloc[-1]
+        rows.append({"optimizer": last["optimizer"], "init": last["init"], "dropout": last["dropout"],
+                     "epochs_to_threshold": float(hit.min()) if len(hit) else np.inf,
+                     "final_train_loss": last["train_loss"], "final_test_error": last["test_error"]})
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).groupby(["optimizer", "init", "dropout"]).mean()
+
+
+def summary_lines(tables: Mapping[str, pa.Table]) -> list[str]:
+    metrics = frame(tables)
+    lines = []
+    width = width_table(metrics) if len(metrics) else pd.DataFrame()
+    for noise in sorted(set(width.index.get_level_values(0))) if len(width) else []:
+        found = width_finding(width, noise)
+        if found is None:
+            lines.append(f"Width, {noise:.0%} label noise: no H reached zero training error.")
+            continue
+        holds = "holds" if found["largest_test"] <= found["smallest_test"] else "does not hold"
+        lines.append(
+            f"Width, {noise:.0%} label noise: test error {found['largest_test']:.3f} at H={found['largest_h']} vs "
+            f"{found['smallest_test']:.3f} at H={found['smallest_h']}, the smallest H reaching zero training error "
+            f"(mean over seeds): 'larger is no worse' {holds}.")
+    speed = epochs_to_threshold(metrics) if len(metrics) else pd.DataFrame()
+    if len(speed):
+        threshold = metrics.loc[metrics["experiment"] == "path_sgd", "loss_threshold"].iloc[0]
+        for (init, dropout), g in speed.groupby(level=["init", "dropout"]):
+            parts = ", ".join(f"{opt} {v:.0f}" if np.isfinite(v) else f"{opt} never"
+                              for (opt, _, _), v in g["epochs_to_threshold"].items())
+            lines.append(f"Path-SGD, {init} init, dropout {dropout:g}: epochs to training loss < {threshold:g}: "
+                         f"{parts}.")
+    return lines or ["No metrics from finished trials."]
+
+
+def summary(tables: Mapping[str, pa.Table]) -> pa.Table:
+    """trial_id with its last epoch, final errors and path norm, for the report's trial table."""
+    metrics = tables["metrics"].to_pandas()
+    last = final_rows(metrics) if len(metrics) else metrics
+    cols = ["trial_id", "epoch", "train_error", "test_error", "path_norm"]
+    return pa.Table.from_pandas(last[cols].rename(columns={"epoch": "last_epoch"}), preserve_index=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return exit_code(_main, argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    from lookinside.studies.implicit_regularization import STUDY
+    parser = OneLineParser(prog="python -m lookinside.studies.implicit_regularization.findings",
+                           description=__doc__.splitlines()[0])
+    parser.add_argument("--results", default="./results")
+    parser.add_argument("--sweep", default=None, help="sweep id (default: the latest)")
+    args = parser.parse_args(argv)
+    try:
+        sweep_id, tables = report.load_sweep(STUDY, args.results, args.sweep)
+    except (OSError, pa.ArrowException) as err:
+        raise UserError(f"cannot read results under {args.results}: {one_line(err)}") from err
+    pd.set_option("display.width", 160)
+    metrics = frame(tables)
+    print(f"sweep {sweep_id}\n")
+    print("\n".join(summary_lines(tables)))
+    if (metrics["experiment"] == "width").any():
+        print(f"\nwidth (final rows, mean over seeds):\n{width_table(metrics).round(4)}")
+    if (metrics["experiment"] == "path_sgd").any():
+        print(f"\nepochs to the loss threshold:\n{epochs_to_threshold(metrics).round(4)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
