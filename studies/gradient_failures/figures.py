@@ -1,0 +1,129 @@
+"""Figures of the gradient failures study, drawn from its Arrow tables only.
+
+parity.png (paper Fig. 1): test accuracy against iterations per d, and the gradient variance
+at the initialisation against d (log2 axis) with its fitted line. stocks.png (Fig. 4): test
+accuracy against iterations per k and method, and the per-example gradient variance against k.
+curves.png (Fig. 6): the test loss per formulation against iterations, the condition number
+against n (log-log), and the fixed test example's target and last prediction. Titles name
+the preset and seeds; captions are computed from the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lookinside import report
+from lookinside.studies.gradient_failures import findings
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+
+
+def run_label(m: pd.DataFrame) -> str:
+    presets = ", ".join(sorted(set(m["preset"].astype(str)))) if "preset" in m else "?"
+    return f"preset {presets} · seeds {', '.join(map(str, sorted(set(m['seed']))))}"
+
+
+def draw(tables: Mapping[str, pa.Table], out: str) -> list:
+    metrics, variance = findings.frame(tables, "metrics"), findings.frame(tables, "gradient_variance")
+    drawn = []
+    if (metrics["experiment"] == "parity").any():
+        drawn.append(_parity(metrics[metrics["experiment"] == "parity"], variance, out))
+    if (metrics["experiment"] == "stocks").any():
+        drawn.append(_stocks(metrics[metrics["experiment"] == "stocks"], variance, out))
+    if (metrics["experiment"] == "piecewise_linear").any():
+        drawn.append(_curves(metrics[metrics["experiment"] == "piecewise_linear"],
+                             findings.frame(tables, "condition_numbers"), findings.frame(tables, "curves"), out))
+    return drawn
+
+
+def _parity(m, variance, out):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for d, g in m.groupby("d"):
+        curve = g.groupby("iteration")["accuracy"].mean()
+        axes[0].plot(curve.index, curve.to_numpy(), marker=".", label=f"d = {d}")
+    axes[0].axhline(0.5, color="0.5", ls=":", lw=0.8, label="chance")
+    axes[0].set_xlabel("SGD iteration")
+    axes[0].set_ylabel("test accuracy (fraction of 500 fresh examples)")
+    axes[0].legend(fontsize=7)
+    v = variance[variance["experiment"] == "parity"].groupby("d")["variance"].mean()
+    fit = findings.variance_fit(variance)
+    axes[1].plot(v.index, v.to_numpy(), "o", label="measured (mean over seeds)")
+    if np.isfinite(fit["slope"]):
+        dd = v.index[(v.index >= 2) & (v.index <= 16)].to_numpy(float)
+        ref = np.log2(v.loc[dd].to_numpy()).mean() - fit["slope"] * dd.mean()
+        axes[1].plot(dd, 2 ** (fit["slope"] * dd + ref), "-", label=f"fit: slope {fit['slope']:.2f} in log2")
+    axes[1].set_yscale("log", base=2)
+    axes[1].set_xlabel("input dimension d (bits)")
+    axes[1].set_ylabel("variance across targets of the gradient (squared units of the loss per weight)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"Parity: learning stalls as d grows, and the gradient carries 2^-d information\n{run_label(m)}",
+                 fontsize=10)
+    acc = findings.final_accuracy(m, "parity", "d")
+    caption = (f"In this run the final test accuracy is {', '.join(f'{a:.3f} at d={d}' for d, a in acc.items())}; "
+               f"log2 of the gradient variance falls with slope {fit['slope']:.2f} per bit (R^2 {fit['r2']:.3f}, "
+               f"{fit['points']} values of d in 2..16).")
+    return report.save_figure(fig, out, "parity.png", "Parity (paper Fig. 1)", caption)
+
+
+def _stocks(m, variance, out):
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+    for (k, method), g in m.groupby(["k", "method"]):
+        curve = g.groupby("iteration")["accuracy"].mean()
+        axes[0].plot(curve.index, curve.to_numpy(), ls="-" if method == "decomposition" else "--",
+                     label=f"{method}, k = {k}")
+    axes[0].set_xlabel("Adam iteration")
+    axes[0].set_ylabel("test accuracy (argmax p = hidden label)")
+    axes[0].legend(fontsize=7)
+    v = variance[variance["experiment"] == "stocks"].groupby(["k", "method"])["variance"].mean().unstack()
+    for method in v.columns:
+        axes[1].plot(v.index, v[method].to_numpy(), marker="o", label=method)
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("hidden labels k")
+    axes[1].set_ylabel("per-example gradient variance at init (squared loss units)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"Stocks: end-to-end against decomposition\n{run_label(m)}", fontsize=10)
+    ratio = findings.stocks_ratio(variance)
+    caption = ("In this run the end-to-end gradient variance is " +
+               ", ".join(f"{r:.3g} times decomposition's at k={k}" for k, r in ratio.items()) + ".")
+    return report.save_figure(fig, out, "stocks.png", "Stocks (paper Fig. 4)", caption)
+
+
+def _curves(m, conditions, shown, out):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
+    for method, g in m.groupby("method"):
+        curve = g.groupby("iteration")["loss"].mean()
+        axes[0].plot(curve.index, curve.to_numpy(), label=method)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("Adam iteration")
+    axes[0].set_ylabel("test mean squared error (kinks; autoencoder: curve)")
+    axes[0].legend(fontsize=7)
+    for method, g in conditions.groupby("method"):
+        c = g.groupby("n")["condition_number"].mean()
+        axes[1].plot(c.index, c.to_numpy(), marker="o", label=method)
+    axes[1].set_xscale("log")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("curve length n")
+    axes[1].set_ylabel("condition number of the problem (unitless)")
+    axes[1].legend(fontsize=7)
+    for i, (method, g) in enumerate(shown.groupby("method")):
+        last = g[g["iteration"] == g["iteration"].max()].groupby("position")[["target", "prediction"]].first()
+        if i == 0:
+            axes[2].plot(last.index, last["target"], "k-", lw=2, label="target")
+        axes[2].plot(last.index, last["prediction"], label=f"{method} (iteration {g['iteration'].max()})")
+    axes[2].set_xlabel("position i")
+    axes[2].set_ylabel("kink p_i (autoencoder: curve f_i)")
+    axes[2].legend(fontsize=7)
+    fig.suptitle(f"Piecewise-linear curves: conditioning and architecture\n{run_label(m)}", fontsize=10)
+    exps = findings.condition_exponents(conditions) if len(conditions) else {}
+    speed = findings.iterations_to_loss(m, findings.CURVE_LOSS)
+    caption = ("In this run the condition number grows as n^" + ", n^".join(f"{a:.2f} ({k})" for k, a in exps.items())
+               + f"; test MSE first falls below {findings.CURVE_LOSS:g} at iteration " +
+               ", ".join(f"{'never' if not np.isfinite(v) else f'{v:.0f}'} ({k})" for k, v in speed.items()) + ".")
+    return report.save_figure(fig, out, "curves.png", "Piecewise-linear curves (paper Fig. 6)", caption)

@@ -1,0 +1,100 @@
+"""The paper's findings as numbers, from a sweep's Arrow tables (also listed by `lookinside report
+gradient_failures --findings`).
+
+parity: final test accuracy per d (mean over seeds), and a least-squares line of log2(gradient
+variance) against d over d = 2..16 (slope, R^2). piecewise_linear: per formulation, the slope
+of log(condition number) against log(n), and the first iteration at which the test loss falls
+below a threshold. stocks: per k, end-to-end's per-example gradient variance over
+decomposition's (mean over seeds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from lookinside import report
+
+KEY_FIELDS = ["experiment", "method", "d", "k", "curve_length", "iterations", "seed", "preset"]
+
+
+def frame(tables: Mapping[str, pa.Table], table: str) -> pd.DataFrame:
+    """A table's rows of finished trials, with their config fields."""
+    trials = tables["trials"]
+    keys = report.finished_trials(trials, [f for f in KEY_FIELDS if f in trials.column_names])
+    return report.with_config(tables[table], keys)
+
+
+def final_accuracy(metrics: pd.DataFrame, experiment: str, by: str) -> pd.Series:
+    m = metrics[metrics["experiment"] == experiment]
+    last = m.sort_values("iteration").groupby("trial_id").tail(1)
+    return last.groupby(by)["accuracy"].mean()
+
+
+def variance_fit(variance: pd.DataFrame, low: int = 2, high: int = 16) -> dict:
+    """Slope and R^2 of log2(mean variance over seeds) against d for low <= d <= high."""
+    v = variance[(variance["experiment"] == "parity") & variance["d"].between(low, high)]
+    mean = v.groupby("d")["variance"].mean()
+    d, y = mean.index.to_numpy(float), np.log2(mean.to_numpy())
+    if len(d) < 3:
+        return {"slope": np.nan, "r2": np.nan, "points": len(d)}
+    slope, intercept = np.polyfit(d, y, 1)
+    residual = y - (slope * d + intercept)
+    return {"slope": float(slope), "r2": float(1 - (residual ** 2).sum() / ((y - y.mean()) ** 2).sum()),
+            "points": len(d)}
+
+
+def condition_exponents(conditions: pd.DataFrame) -> dict[str, float]:
+    """Per method: the slope of log(condition number) against log(n), over every trial's rows."""
+    found = {}
+    for method, g in conditions.groupby("method"):
+        mean = g.groupby("n")["condition_number"].mean()
+        found[method] = float(np.polyfit(np.log(mean.index.to_numpy(float)), np.log(mean.to_numpy()), 1)[0])
+    return found
+
+
+def iterations_to_loss(metrics: pd.DataFrame, threshold: float) -> dict[str, float]:
+    """Per piecewise_linear method: the first measured iteration with test loss below threshold (inf: never)."""
+    m = metrics[metrics["experiment"] == "piecewise_linear"]
+    found = {}
+    for method, g in m.groupby("method"):
+        hit = g.loc[g["loss"] < threshold, "iteration"]
+        found[method] = float(hit.min()) if len(hit) else np.inf
+    return found
+
+
+def stocks_ratio(variance: pd.DataFrame) -> pd.Series:
+    """Per k: end-to-end's gradient variance over decomposition's (each the mean over seeds)."""
+    v = variance[variance["experiment"] == "stocks"].groupby(["k", "method"])["variance"].mean().unstack()
+    return v["end_to_end"] / v["decomposition"] if {"end_to_end", "decomposition"} <= set(v.columns) else pd.Series()
+
+
+CURVE_LOSS = 1e-3   # "a small loss" on the kinks' mean squared error (slopes are U[-1, 1])
+
+
+def summary_lines(tables: Mapping[str, pa.Table]) -> list[str]:
+    lines = []
+    metrics, variance = frame(tables, "metrics"), frame(tables, "gradient_variance")
+    if (metrics["experiment"] == "parity").any():
+        acc = final_accuracy(metrics, "parity", "d")
+        lines.append("Parity: final test accuracy " + ", ".join(f"d={int(d)} {a:.3f}" for d, a in acc.items()) + ".")
+        fit = variance_fit(variance)
+        lines.append(f"Parity: log2 gradient variance against d over d = 2..16 ({fit['points']} values of d): "
+                     f"slope {fit['slope']:.2f}, R^2 {fit['r2']:.3f} (the bound's slope is -1).")
+    conditions = frame(tables, "condition_numbers")
+    if len(conditions):
+        lines.append("Curves: condition number ~ n^a with a = " + ", ".join(
+            f"{m} {a:.2f}" for m, a in condition_exponents(conditions).items()) +
+            f"; largest whitened {conditions.loc[conditions['method'] == 'whitened', 'condition_number'].max():.3g}.")
+    if (metrics["experiment"] == "piecewise_linear").any():
+        speed = iterations_to_loss(metrics, CURVE_LOSS)
+        lines.append(f"Curves: first iteration with test MSE < {CURVE_LOSS:g}: " + ", ".join(
+            f"{m} {'never' if not np.isfinite(v) else f'{v:.0f}'}" for m, v in speed.items()) + ".")
+    ratio = stocks_ratio(variance)
+    if len(ratio):
+        lines.append("Stocks: end-to-end / decomposition gradient variance " + ", ".join(
+            f"k={k} {r:.3g} ({r / k:.2f} k)" for k, r in ratio.items()) + ".")
+    return lines or ["No rows from finished trials."]

@@ -1,0 +1,45 @@
+"""The user's path: `lookinside run gradient_failures --preset smoke`, then `report`; bad input
+gets one line, exit 2, and nothing written."""
+
+import subprocess
+import sys
+
+import pytest
+
+from lookinside import results
+
+STUDY = "gradient_failures"
+
+
+def lookinside(*args):
+    return subprocess.run([sys.executable, "-m", "lookinside.cli", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_smoke_sweep_then_report(tmp_path):
+    root, out = tmp_path / "results", tmp_path / "report"
+    run = lookinside("run", STUDY, "--preset", "smoke", "--results", str(root), "--quiet")
+    assert run.returncode == 0, run.stderr
+    trials = results.load(str(root), STUDY, "trials").to_pandas()
+    assert set(trials.experiment) == {"parity", "piecewise_linear", "stocks"} and set(trials.status) == {"TERMINATED"}
+    for table in ("metrics", "gradient_variance", "condition_numbers", "curves"):
+        assert results.load(str(root), STUDY, table).column_names[0] == "trial_id"
+    report = lookinside("report", STUDY, "--results", str(root), "--out", str(out), "--findings")
+    assert report.returncode == 0, report.stderr
+    assert "Parity: final test accuracy" in report.stdout
+    for name in ("parity.png", "stocks.png", "curves.png"):
+        assert (out / "latest" / name).stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--set", "d=0"], "field 'd' must lie in [1, 4096]"),
+    (["--set", "experiment=parity", "--set", "method=whitened"], "does not apply to experiment parity"),
+    (["--set", "experiment=nonsense"], "field 'experiment' must be one of"),
+    (["--set", "experiment=tuples"], "not implemented yet"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needle):
+    root = tmp_path / "results"
+    run = lookinside("run", STUDY, "--preset", "smoke", "--results", str(root), *args)
+    assert run.returncode == 2, run.stderr
+    assert needle in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not root.exists() or not any(root.rglob("*.parquet"))
