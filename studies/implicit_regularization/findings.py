@@ -6,7 +6,10 @@ width: per label-noise level and H, each member's last row (it stops at zero tra
 error or at `epochs`), averaged over seeds; the finding compares the test error at the
 largest H with that at the smallest H whose every seed reached zero training error.
 path_sgd: per optimiser, init and dropout, the first epoch at which the training
-cross-entropy falls below `loss_threshold` (mean over seeds; inf when a seed never does).
+cross-entropy falls below `loss_threshold` (mean over seeds; inf when a seed never does), at
+the learning rate that gets there first when the sweep tries several (the paper picks each
+optimiser's rate on validation data; this picks it on training speed). Failed trials (a member
+whose loss became non-finite fails) are left out of the numbers and named in the summary.
 Errors print one line and exit 2, as the `lookinside` command does.
 """
 
@@ -24,7 +27,7 @@ from lookinside.cli import OneLineParser
 from lookinside.errors import UserError, exit_code, one_line
 
 KEY_FIELDS = ["experiment", "dataset", "hidden", "depth", "optimizer", "init", "dropout", "label_noise", "seed",
-              "loss_threshold", "train_size", "epochs", "preset"]
+              "learning_rate", "loss_threshold", "train_size", "epochs", "preset"]
 
 
 def frame(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
@@ -61,18 +64,32 @@ def width_finding(table: pd.DataFrame, label_noise: float) -> dict | None:
 
 def epochs_to_threshold(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per (optimizer, init, dropout): mean over seeds of the first epoch with training loss
-    below the trial's loss_threshold (inf if a seed never gets there), and the final losses."""
+    below the trial's loss_threshold (inf if a seed never gets there), and the final losses, at
+    the learning rate with the fewest such epochs (then the lowest final training loss)."""
     m = metrics[metrics["experiment"] == "path_sgd"]
     rows = []
     for _, g in m.groupby("trial_id"):
         hit = g.loc[g["train_loss"] < g["loss_threshold"], "epoch"]
         last = g.sort_values("epoch").iloc[-1]
         rows.append({"optimizer": last["optimizer"], "init": last["init"], "dropout": last["dropout"],
+                     "learning_rate": last["learning_rate"],
                      "epochs_to_threshold": float(hit.min()) if len(hit) else np.inf,
                      "final_train_loss": last["train_loss"], "final_test_error": last["test_error"]})
     if not rows:
         return pd.DataFrame()
-    return pd.DataFrame(rows).groupby(["optimizer", "init", "dropout"]).mean()
+    arms = ["optimizer", "init", "dropout"]
+    per_lr = pd.DataFrame(rows).groupby([*arms, "learning_rate"]).mean().reset_index()
+    best = per_lr.sort_values(["epochs_to_threshold", "final_train_loss"]).groupby(arms).head(1)
+    return best.set_index(arms).sort_index()[["learning_rate", "epochs_to_threshold", "final_train_loss",
+                                             "final_test_error"]]
+
+
+def failed_trials(trials: pa.Table) -> pd.DataFrame:
+    """The path_sgd trials that did not finish (a member whose loss became non-finite fails)."""
+    t = trials.to_pandas()
+    if "experiment" not in t.columns:
+        return t.iloc[:0]
+    return t[(t["status"] != "TERMINATED") & (t["experiment"] == "path_sgd")]
 
 
 def summary_lines(tables: Mapping[str, pa.Table]) -> list[str]:
@@ -93,10 +110,17 @@ def summary_lines(tables: Mapping[str, pa.Table]) -> list[str]:
     if len(speed):
         threshold = metrics.loc[metrics["experiment"] == "path_sgd", "loss_threshold"].iloc[0]
         for (init, dropout), g in speed.groupby(level=["init", "dropout"]):
-            parts = ", ".join(f"{opt} {v:.0f}" if np.isfinite(v) else f"{opt} never"
-                              for (opt, _, _), v in g["epochs_to_threshold"].items())
+            parts = ", ".join(
+                f"{opt} {r.epochs_to_threshold:.0f} (lr {r.learning_rate:g})" if np.isfinite(r.epochs_to_threshold)
+                else f"{opt} never (lr {r.learning_rate:g}, final loss {r.final_train_loss:.3f})"
+                for (opt, _, _), r in g.iterrows())
             lines.append(f"Path-SGD, {init} init, dropout {dropout:g}: epochs to training loss < {threshold:g}: "
                          f"{parts}.")
+    failed = failed_trials(tables["trials"])
+    if len(failed):
+        names = sorted({f"{r.optimizer} {r.init} dropout {r.dropout:g} lr {r.learning_rate:g}"
+                        for r in failed.itertuples()})
+        lines.append(f"Path-SGD: {len(failed)} failed trial(s) left out (non-finite loss): {'; '.join(names)}.")
     return lines or ["No metrics from finished trials."]
 
 
@@ -124,6 +148,7 @@ def _main(argv: list[str] | None) -> int:
     except (OSError, pa.ArrowException) as err:
         raise UserError(f"cannot read results under {args.results}: {one_line(err)}") from err
     pd.set_option("display.width", 160)
+    pd.set_option("display.max_columns", 20)
     metrics = frame(tables)
     print(f"sweep {sweep_id}\n")
     print("\n".join(summary_lines(tables)))

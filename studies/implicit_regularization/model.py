@@ -79,10 +79,14 @@ def squared_path_sums(weights: list[torch.Tensor], biases: list[torch.Tensor]) -
 def capacity(weights: list[torch.Tensor], biases: list[torch.Tensor]) -> dict[str, torch.Tensor]:
     """Per member (P,): l2_norm, the Euclidean norm of all weights and biases; path_norm, the
     l2 path regulariser sqrt(sum over paths of prod w_e^2); spectral_product, the product of
-    the weight matrices' largest singular values (biases left out)."""
+    the weight matrices' largest singular values (biases left out). A member with a non-finite
+    weight (it diverged) gets nan spectral_product: the SVD would raise, failing the whole pack."""
     with torch.no_grad():
         l2 = torch.sqrt(sum((w * w).flatten(1).sum(1) for w in weights) + sum((b * b).sum(1) for b in biases))
-        spectral = torch.stack([torch.linalg.matrix_norm(w, ord=2) for w in weights]).prod(0)
+        finite = torch.stack([w.isfinite().flatten(1).all(1) for w in weights]).all(0)              # (P,)
+        spectral = torch.stack([torch.linalg.matrix_norm(torch.where(finite[:, None, None], w, 0), ord=2)
+                                for w in weights]).prod(0)
+        spectral = torch.where(finite, spectral, torch.nan)
         return {"l2_norm": l2, "path_norm": squared_path_sums(weights, biases).sqrt(), "spectral_product": spectral}
 
 

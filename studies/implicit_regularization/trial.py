@@ -179,6 +179,6 @@ def train(configs: list[IRConfig], session) -> None:
                     "rng": torch.get_rng_state(), "epoch": epoch + 1, "active": active.clone()}
         session.checkpoint(state)
         session.report(epoch=epoch, progress=(epoch + 1) / (c0.epochs + 1),
-                       train_loss=float(np.nanmean(m["train_loss"])))
+                       train_loss=float(np.nanmean(m["train_loss"])) if np.isfinite(m["train_loss"]).any() else np.nan)
         if not active.any():
             break

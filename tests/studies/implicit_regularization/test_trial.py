@@ -58,3 +58,18 @@ def test_path_sgd_members_train_alone_in_one_pack():
     packed, _ = run(cs)
     alone, _ = run(cs, pack=False)
     np.testing.assert_allclose(packed["train_loss"].to_numpy(), alone["train_loss"].to_numpy(), rtol=1e-6)
+
+
+def test_a_diverging_member_fails_alone_and_its_pack_goes_on():
+    """SGD at lr 0.3 from the unbalanced init (mnist1d) reaches non-finite weights; the spectral norm's SVD
+    would raise on them and fail the whole pack, so capacity gives nan there instead."""
+    from lookinside.session import Session
+    from lookinside.studies.implicit_regularization import TABLES
+    cs = STUDY.configs("laptop_path_sgd", {"optimizer": "sgd", "init": "unbalanced", "dropout": 0.0, "epochs": 2,
+                                          "train_size": 0},
+                       {"learning_rate": [0.01, 0.3]})
+    session = Session(["t0", "t1"], TABLES)
+    STUDY.train(cs, session)
+    assert list(session.failures) == [1] and "non-finite" in session.failures[1]
+    kept = session.member_table("metrics", 0).to_pandas()
+    assert kept["epoch"].tolist() == [0, 1, 2] and np.isfinite(kept["spectral_product"]).all()
