@@ -70,7 +70,12 @@ def run(study: Study, manifest: dict, store: Store, address: str | None = None,
             run_config=tune.RunConfig(
                 name=sweep_id, storage_path=store.uri_under(name), verbose=0,
                 failure_config=tune.FailureConfig(max_failures=res["max_failures"]),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                # Two, not one: Tune deletes an older checkpoint before the experiment state
+                # that names the newer one is uploaded, so a driver killed in between would
+                # resume a trial from a checkpoint already gone (it then fails, and only a
+                # second resume restarts it from scratch). Keeping the one before narrows that
+                # window to an upload lagging two checkpoints behind.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
                 callbacks=[progress, JsonLoggerCallback()]))
     interrupted = False
     grid = None
