@@ -9,7 +9,7 @@ import numpy as np
 from lookinside.studies.gradient_failures import STUDY, findings
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from helpers import tables  # noqa: E402
+from gf_helpers import tables  # noqa: E402
 
 
 def test_parity_is_learned_at_d5_and_not_at_d30_after_the_same_iterations():

@@ -10,7 +10,7 @@ from lookinside.studies.gradient_failures import STUDY, parity
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "platform"))
-from helpers import run  # noqa: E402
+from gf_helpers import run  # noqa: E402
 from test_torchpack import assert_packed_equals_alone  # noqa: E402
 
 

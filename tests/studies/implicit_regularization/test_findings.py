@@ -11,7 +11,7 @@ import pytest
 from lookinside.studies.implicit_regularization import STUDY, findings
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from helpers import tables  # noqa: E402
+from ir_helpers import tables  # noqa: E402
 
 
 def by_hidden(preset):

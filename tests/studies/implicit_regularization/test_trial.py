@@ -12,7 +12,7 @@ from lookinside.studies.implicit_regularization.trial import make_member
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3] / "tests" / "platform"))
-from helpers import run  # noqa: E402
+from ir_helpers import run  # noqa: E402
 from test_torchpack import assert_packed_equals_alone  # noqa: E402
 
 
