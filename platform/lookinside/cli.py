@@ -19,6 +19,25 @@ class OneLineParser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+
+def findings_sweep(study, module: str, description: str, argv: list[str] | None) -> tuple[str, dict]:
+    """The `python -m <module>` findings command of a study: parses --results and --sweep and
+    loads that sweep's tables (the latest by default); a UserError (one line) when the
+    results cannot be read."""
+    import pyarrow as pa
+
+    from lookinside import report
+    from lookinside.errors import one_line
+
+    parser = OneLineParser(prog=f"python -m {module}", description=description)
+    parser.add_argument("--results", default="./results")
+    parser.add_argument("--sweep", default=None, help="sweep id (default: the latest)")
+    args = parser.parse_args(argv)
+    try:
+        return report.load_sweep(study, args.results, args.sweep)
+    except (OSError, pa.ArrowException) as err:  # unreadable results the store did not name
+        raise UserError(f"cannot read results under {args.results}: {one_line(err)}") from err
+
 def main(argv: list[str] | None = None) -> int:
     return exit_code(_main, argv)
 

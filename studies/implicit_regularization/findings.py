@@ -23,8 +23,8 @@ import pandas as pd
 import pyarrow as pa
 
 from lookinside import report
-from lookinside.cli import OneLineParser
-from lookinside.errors import UserError, exit_code, one_line
+from lookinside.cli import findings_sweep
+from lookinside.errors import exit_code
 
 KEY_FIELDS = ["experiment", "dataset", "hidden", "depth", "optimizer", "init", "dropout", "label_noise", "seed",
               "learning_rate", "loss_threshold", "train_size", "epochs", "preset"]
@@ -138,15 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     from lookinside.studies.implicit_regularization import STUDY
-    parser = OneLineParser(prog="python -m lookinside.studies.implicit_regularization.findings",
-                           description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="./results")
-    parser.add_argument("--sweep", default=None, help="sweep id (default: the latest)")
-    args = parser.parse_args(argv)
-    try:
-        sweep_id, tables = report.load_sweep(STUDY, args.results, args.sweep)
-    except (OSError, pa.ArrowException) as err:
-        raise UserError(f"cannot read results under {args.results}: {one_line(err)}") from err
+    sweep_id, tables = findings_sweep(STUDY, "lookinside.studies.implicit_regularization.findings",
+                                      __doc__.splitlines()[0], argv)
     pd.set_option("display.width", 160)
     pd.set_option("display.max_columns", 20)
     metrics = frame(tables)

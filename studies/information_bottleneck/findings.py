@@ -24,8 +24,8 @@ import pandas as pd
 import pyarrow as pa
 
 from lookinside import report
-from lookinside.cli import OneLineParser
-from lookinside.errors import UserError, exit_code, one_line
+from lookinside.cli import findings_sweep
+from lookinside.errors import exit_code
 from lookinside.studies.information_bottleneck import STUDY
 
 # Not imported from .figures: figures imports this module (for transition_epochs).
@@ -191,15 +191,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    parser = OneLineParser(prog="python -m lookinside.studies.information_bottleneck.findings",
-                           description=__doc__.splitlines()[0])
-    parser.add_argument("--results", default="./results")
-    parser.add_argument("--sweep", default=None, help="sweep id (default: the latest)")
-    args = parser.parse_args(argv)
-    try:
-        sweep_id, tables = report.load_sweep(STUDY, args.results, args.sweep)
-    except (OSError, pa.ArrowException) as err:  # unreadable results the store did not name
-        raise UserError(f"cannot read results under {args.results}: {one_line(err)}") from err
+    sweep_id, tables = findings_sweep(STUDY, "lookinside.studies.information_bottleneck.findings",
+                                      __doc__.splitlines()[0], argv)
     pd.set_option("display.width", 160)
     pd.set_option("display.max_columns", None)
     print(f"sweep {sweep_id}\n")
