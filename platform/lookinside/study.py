@@ -26,6 +26,18 @@ class StudyError(UserError, ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Deferred:
+    """A study hook whose module is imported on the first call: trial workers never draw or
+    summarise, and matplotlib and pandas cost them about a second to import.
+    Study(figures=Deferred("lookinside.studies.x.figures", "draw"), ...)."""
+    module: str
+    function: str
+
+    def __call__(self, *args: Any) -> Any:
+        return getattr(importlib.import_module(self.module), self.function)(*args)
+
+
+@dataclasses.dataclass(frozen=True)
 class Preset:
     """Base field values plus a grid: the trials are every combination of the grid's values."""
     description: str

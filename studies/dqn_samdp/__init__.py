@@ -12,7 +12,7 @@ from lookinside.studies.dqn_samdp import trial
 from lookinside.studies.dqn_samdp.config import PRESETS, DQNSamdpConfig
 from lookinside.studies.dqn_samdp.features import FEATURES
 from lookinside.studies.dqn_samdp.samdp import SamdpResult, build_samdp
-from lookinside.study import Study
+from lookinside.study import Deferred, Study
 
 EMBEDDING = 512  # the Q head's hidden layer (module.py)
 __all__ = ["STUDY", "TABLES", "SamdpResult", "build_samdp"]
@@ -65,14 +65,6 @@ TABLES["samdp_scores"] = pa.schema([
     ("intensity", pa.float64())])
 
 
-def _figures(tables, out):
-    from lookinside.studies.dqn_samdp import figures
-    return figures.draw(tables, out)
-
-
-def _summary(tables):
-    from lookinside.studies.dqn_samdp import figures
-    return figures.summary(tables)
 
 
 STUDY = Study(
@@ -82,8 +74,8 @@ STUDY = Study(
     presets=PRESETS,
     train=trial.train,
     tables=TABLES,
-    figures=_figures,
-    summary=_summary,
+    figures=Deferred("lookinside.studies.dqn_samdp.figures", "draw"),
+    summary=Deferred("lookinside.studies.dqn_samdp.figures", "summary"),
     prepare=trial.prepare,
     resources=trial.resources,
     figure_columns={"training": ["env_steps", "episodes", "episode_return_mean", "episode_return_max",

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from lookinside.studies.gradient_failures import trial
 from lookinside.studies.gradient_failures.config import PACK_FIELDS, PRESETS, GFConfig
-from lookinside.study import Study
+from lookinside.study import Deferred, Study
 
 TABLES = {
     # Per measurement: split "test" (the trial's fixed fresh examples). loss: hinge for parity and
@@ -35,14 +35,6 @@ TABLES = {
 }
 
 
-def _figures(tables, out):
-    from lookinside.studies.gradient_failures import figures
-    return figures.draw(tables, out)
-
-
-def _findings(tables):
-    from lookinside.studies.gradient_failures import findings
-    return findings.summary_lines(tables)
 
 
 STUDY = Study(
@@ -52,8 +44,8 @@ STUDY = Study(
     presets=PRESETS,
     train=trial.train,
     tables=TABLES,
-    figures=_figures,
-    findings=_findings,
+    figures=Deferred("lookinside.studies.gradient_failures.figures", "draw"),
+    findings=Deferred("lookinside.studies.gradient_failures.findings", "summary_lines"),
     pack_fields=PACK_FIELDS,
     member_bytes=trial.member_bytes,
 )

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from lookinside.studies.implicit_regularization import trial
 from lookinside.studies.implicit_regularization.config import PACK_FIELDS, PRESETS, IRConfig
-from lookinside.study import Study
+from lookinside.study import Deferred, Study
 
 TABLES = {
     # One row per member and epoch (0: the init) until it stops; errors are fractions,
@@ -23,20 +23,7 @@ TABLES = {
 }
 
 
-def _figures(tables, out):
-    # Imported here: trial workers never draw, and matplotlib and pandas cost them ~1 s to load.
-    from lookinside.studies.implicit_regularization import figures
-    return figures.draw(tables, out)
 
-
-def _findings(tables):
-    from lookinside.studies.implicit_regularization import findings
-    return findings.summary_lines(tables)
-
-
-def _summary(tables):
-    from lookinside.studies.implicit_regularization import findings
-    return findings.summary(tables)
 
 
 STUDY = Study(
@@ -46,9 +33,9 @@ STUDY = Study(
     presets=PRESETS,
     train=trial.train,
     tables=TABLES,
-    figures=_figures,
-    summary=_summary,
-    findings=_findings,
+    figures=Deferred("lookinside.studies.implicit_regularization.figures", "draw"),
+    summary=Deferred("lookinside.studies.implicit_regularization.findings", "summary"),
+    findings=Deferred("lookinside.studies.implicit_regularization.findings", "summary_lines"),
     pack_fields=PACK_FIELDS,
     prepare=trial.prepare,
     member_bytes=trial.member_bytes,

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from lookinside.studies.information_bottleneck import trial
 from lookinside.studies.information_bottleneck.config import PACK_FIELDS, PRESETS, IBConfig
-from lookinside.study import Study
+from lookinside.study import Deferred, Study
 
 TABLES = {
     # estimator: bin_fixed | bin_observed | kde_upper | kde_lower; layer 1.. counts hidden
@@ -27,20 +27,7 @@ TABLES = {
 
 
 
-def _figures(tables, out):
-    # Imported here: trial workers never draw, and matplotlib and pandas cost them ~1 s to load.
-    from lookinside.studies.information_bottleneck import figures
-    return figures.draw(tables, out)
 
-
-def _findings(tables):
-    from lookinside.studies.information_bottleneck import findings
-    return findings.summary_lines(tables)
-
-
-def _summary(tables):
-    from lookinside.studies.information_bottleneck import figures
-    return figures.summary(tables)
 
 
 STUDY = Study(
@@ -50,9 +37,9 @@ STUDY = Study(
     presets=PRESETS,
     train=trial.train,
     tables=TABLES,
-    figures=_figures,
-    summary=_summary,
-    findings=_findings,
+    figures=Deferred("lookinside.studies.information_bottleneck.figures", "draw"),
+    summary=Deferred("lookinside.studies.information_bottleneck.figures", "summary"),
+    findings=Deferred("lookinside.studies.information_bottleneck.findings", "summary_lines"),
     pack_fields=PACK_FIELDS,
     prepare=trial.prepare,
     member_bytes=trial.member_bytes,
