@@ -46,7 +46,7 @@ def _parity(m, variance, out):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for d, g in m.groupby("d"):
         curve = g.groupby("iteration")["accuracy"].mean()
-        axes[0].plot(curve.index, curve.to_numpy(), marker=".", label=f"d = {d}")
+        axes[0].plot(curve.index, curve.to_numpy(), marker=".", label=f"d = {int(d)}")
     axes[0].axhline(0.5, color="0.5", ls=":", lw=0.8, label="chance")
     axes[0].set_xlabel("SGD iteration")
     axes[0].set_ylabel("test accuracy (fraction of 500 fresh examples)")
@@ -60,9 +60,9 @@ def _parity(m, variance, out):
         axes[1].plot(dd, 2 ** (fit["slope"] * dd + ref), "-", label=f"fit: slope {fit['slope']:.2f} in log2")
     axes[1].set_yscale("log", base=2)
     axes[1].set_xlabel("input dimension d (bits)")
-    axes[1].set_ylabel("variance across targets of the gradient (squared units of the loss per weight)")
+    axes[1].set_ylabel("gradient variance across targets\n(loss$^2$ per weight$^2$, at init)")
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"Parity: learning stalls as d grows, and the gradient carries 2^-d information\n{run_label(m)}",
+    fig.suptitle(f"Parity: test accuracy and gradient variance against input dimension d\n{run_label(m)}",
                  fontsize=10)
     acc = findings.final_accuracy(m, "parity", "d")
     caption = (f"In this run the final test accuracy is {', '.join(f'{a:.3f} at d={d}' for d, a in acc.items())}; "
