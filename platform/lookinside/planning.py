@@ -74,7 +74,7 @@ def plan(study: Study, preset: str, values: Mapping[str, Any], grid: Mapping[str
     return {
         "study": study.name, "sweep_id": sweep_id, "preset": preset,
         "values": dict(values), "grid": {k: list(v) for k, v in grid.items()},
-        "swept": sorted(set(study.preset(preset).grid) | set(grid)),
+        "swept": sorted(study.preset(preset).swept() | set(grid)),
         "trials": trials, "packs": packs,
         "bundles": [bundles(study, configs[p[0]], resources) for p in packs],
         "resources": dataclasses.asdict(resources) | {"pack": k},

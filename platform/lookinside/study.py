@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import itertools
+import math
 import os
 import pkgutil
 from collections.abc import Callable, Mapping, Sequence
@@ -39,10 +40,17 @@ class Deferred:
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """Base field values plus a grid: the trials are every combination of the grid's values."""
+    """Base field values plus a grid: the trials are every combination of the grid's values.
+    With `cases`, each case is a grid of its own laid over `grid`, and the trials are the
+    union of the cases' combinations: a preset can then hold experiments whose fields
+    differ (cases=[{"experiment": ["a"], "depth": [1, 2]}, {"experiment": ["b"]}])."""
     description: str
     values: Mapping[str, Any]
     grid: Mapping[str, Sequence[Any]]
+    cases: Sequence[Mapping[str, Sequence[Any]]] = ()
+
+    def swept(self) -> set[str]:
+        return set(self.grid).union(*map(set, self.cases))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,22 +110,29 @@ class Study:
         validated before anything runs."""
         p = self.preset(preset)
         values, grid = dict(values or {}), dict(grid or {})
-        base = {**p.values, **values}
-        # A --set of a field the preset sweeps fixes it; a --grid replaces or adds a sweep.
-        sweep = {**{k: v for k, v in p.grid.items() if k not in values}, **grid}
-        for name in sweep:
-            base.pop(name, None)
-        names = list(sweep)
         configs = []
-        for combo in itertools.product(*(sweep[n] for n in names)):
-            configs.append(cfg.build(self.config, {**base, **dict(zip(names, combo))}))
+        # A --set of a field the cases sweep picks the cases that list its value (--set experiment=x);
+        # where none lists it, it fixes the field in every case.
+        cases = list(p.cases or [{}])
+        for name, value in values.items():
+            listing = [case for case in cases if value in case.get(name, ())]
+            cases = listing or cases
+        for case in cases:
+            base = {**p.values, **values}
+            # A --set of a field the preset sweeps fixes it; a --grid replaces or adds a sweep.
+            sweep = {**{k: v for k, v in {**p.grid, **case}.items() if k not in values}, **grid}
+            for name in sweep:
+                base.pop(name, None)
+            names = list(sweep)
+            for combo in itertools.product(*(sweep[n] for n in names)):
+                config = cfg.build(self.config, {**base, **dict(zip(names, combo))})
+                if config not in configs:    # a --set can make two cases one
+                    configs.append(config)
         return configs
 
     def grid_size(self, preset: str) -> int:
-        n = 1
-        for values in self.preset(preset).grid.values():
-            n *= len(values)
-        return n
+        p = self.preset(preset)
+        return sum(math.prod(len(v) for v in {**p.grid, **case}.values()) for case in p.cases or [{}])
 
 
 # Studies outside the package: modules (importable by every Ray worker) that expose STUDY,

@@ -69,6 +69,22 @@ def test_preset_grid_with_set_and_grid_overrides():
     assert STUDY.grid_size("laptop") == 30
 
 
+def test_preset_cases_are_a_union_of_grids_and_a_set_can_merge_them():
+    from lookinside.study import Preset, Study
+    study = Study("cases", "t", Toy, {"p": Preset("d", {"lr": 0.5}, {"epochs": [1, 2]},
+                                                  cases=[{"widths": [(4,), (8,)]}, {"lr": [0.1], "epochs": [9]}])},
+                  train=None, tables={}, figures=None)
+    got = [(c.epochs, c.widths, c.lr) for c in study.configs("p")]
+    assert got == [(1, (4,), 0.5), (1, (8,), 0.5), (2, (4,), 0.5), (2, (8,), 0.5), (9, (4, 3), 0.1)]
+    assert study.grid_size("p") == 5 and study.preset("p").swept() == {"epochs", "widths", "lr"}
+    # A --set of a value that some cases list picks those cases.
+    assert [(c.epochs, c.lr) for c in study.configs("p", {"lr": 0.1})] == [(9, 0.1)]
+    # A --set of a value no case lists fixes the field in every case; trials that become equal run once.
+    assert [(c.epochs, c.widths) for c in study.configs("p", {"epochs": 3, "lr": 0.2})] == [
+        (3, (4,)), (3, (8,)), (3, (4, 3))]
+    assert [(c.epochs, c.widths) for c in study.configs("p", {"epochs": 1, "widths": (2,), "lr": 0.5})] == [(1, (2,))]
+
+
 @dataclasses.dataclass(frozen=True)
 class WithFolder:
     folder: str | None = param(None, "a folder", path="dir")
