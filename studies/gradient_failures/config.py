@@ -43,6 +43,9 @@ METHOD_DEFAULTS = {
     ("flat_activation", "forward_only"): {"iterations": 5_000},
 }
 
+# Adam's other settings in tuples and flat_activation (code: AdamOptimizer(beta1=0.9, beta2=0.99, epsilon=1e-5)).
+ADAM = {"betas": (0.9, 0.99), "eps": 1e-5}
+
 
 @dataclasses.dataclass(frozen=True)
 class GFConfig:
@@ -98,9 +101,6 @@ class GFConfig:
                       low=0, high=2**31 - 1)
 
     def __post_init__(self):
-        if self.experiment not in IMPLEMENTED:
-            raise ValueError(f"experiment {self.experiment} is not implemented yet; implemented: "
-                             f"{', '.join(IMPLEMENTED)}")
         methods = METHODS[self.experiment]
         if self.method is None:
             object.__setattr__(self, "method", methods[0])
@@ -117,41 +117,41 @@ class GFConfig:
 PACK_FIELDS = frozenset({"seed", "learning_rate"})
 
 
-IMPLEMENTED = ("parity", "piecewise_linear", "stocks")
-SMOKE = {"iterations": 100, "eval_every": 50, "eval_size": 200, "n_targets": 16, "variance_batch": 1024,
-         "condition_ns": (10, 20, 40), "condition_samples": 2000}
+
+def every_method(experiment: str, **grid) -> dict:
+    """A preset case: `experiment` under each of its methods, with grid fields of its own."""
+    return {"experiment": [experiment], "method": list(METHODS[experiment]), **grid}
+
+
+PARITY_DS = [2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 30]     # 2..16 for the variance fit; 5, 10, 30 are Fig. 1's
 PRESETS = {
     "smoke": Preset(
-        "one tiny trial per implemented experiment (parity d = 10, curves n = 100 fully connected, stocks k = 10), "
-        "100 steps each (seconds)", SMOKE, {"experiment": list(IMPLEMENTED)}),
-    "smoke_curves": Preset(
-        "the four piecewise-linear formulations at n = 100 for 100 steps, condition numbers at n = 10..40",
-        {**SMOKE, "experiment": "piecewise_linear"},
-        {"method": list(METHODS["piecewise_linear"])}),
+        "every experiment under every method at a tiny size: 100 steps (tuples 20 of 20 pairs), 10 SNR batches, "
+        "condition numbers at n = 10..40 (well under a minute)",
+        {"iterations": 100, "eval_every": 50, "eval_size": 200, "n_targets": 16, "variance_batch": 1024,
+         "condition_ns": (10, 20, 40), "condition_samples": 2000, "snr_batches": 10},
+        {}, cases=[every_method("parity"), every_method("tuples", k=[2], iterations=[20], batch_size=[20]),
+                   every_method("tuples_snr", k=[2], batch_size=[20]), every_method("stocks"),
+                   every_method("piecewise_linear"), every_method("flat_activation")]),
     "laptop": Preset(
-        "parity at d = 5, 10, 30 for 3,000 steps and the gradient variance over d = 2..16 (64 targets), 2 seeds "
-        "(minutes on 2 cores)",
-        {"experiment": "parity", "iterations": 3_000, "eval_every": 250},
-        {"d": [2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 30], "seed": [0, 1]}),
-    "laptop_curves": Preset(
-        "the four piecewise-linear formulations at n = 100, 2,000 steps each (the whitened one its 500), "
-        "condition numbers at n = 25..200",
-        {"experiment": "piecewise_linear", "eval_every": 50},
-        {"method": list(METHODS["piecewise_linear"]), "iterations": [2_000]}),
-    "laptop_stocks": Preset(
-        "stocks end-to-end against decomposition at k = 10, 100, 1000, 2000 (the paper's 2,500 steps)",
-        {"experiment": "stocks", "eval_every": 100, "n_targets": 2000},
-        {"method": ["end_to_end", "decomposition"], "k": [10, 100, 1000, 2000]}),
+        "every finding at CPU size: parity d = 2..30 for 3,000 steps (2 seeds); tuples k = 1..4 for 1,000 steps of "
+        "100 and their SNR over 2,000 batches; stocks k = 10..2000; the curves at n = 100, 2,000 steps (whitened "
+        "500); flat activations at the paper's 10k steps (forward-only 5k)",
+        {"eval_every": 250},
+        {}, cases=[every_method("parity", d=PARITY_DS, iterations=[3_000], seed=[0, 1]),
+                   every_method("tuples", k=[1, 2, 3, 4], iterations=[1_000], batch_size=[100], eval_every=[100]),
+                   every_method("tuples_snr", k=[1, 2, 3, 4], snr_batches=[2_000]),
+                   every_method("stocks", k=[10, 100, 1000, 2000], eval_every=[100], n_targets=[2000]),
+                   every_method("piecewise_linear", iterations=[2_000], eval_every=[50]),
+                   every_method("flat_activation")]),
     "paper": Preset(
-        "parity at the paper's size: d = 5, 10, 30, 50k SGD steps, with the variance over d = 2..16",
-        {"experiment": "parity"},
-        {"d": [2, 3, 4, 5, 6, 8, 10, 12, 14, 16, 30]}),
-    "paper_curves": Preset(
-        "the four piecewise-linear formulations at the paper's iterations (50k, 50k, 500, 10k)",
-        {"experiment": "piecewise_linear", "eval_every": 500},
-        {"method": list(METHODS["piecewise_linear"])}),
-    "paper_stocks": Preset(
-        "stocks at the paper's k = 10, 1000, 2000, 2,500 steps",
-        {"experiment": "stocks", "eval_every": 100, "n_targets": 2000},
-        {"method": ["end_to_end", "decomposition"], "k": [10, 1000, 2000]}),
+        "the paper's sizes: parity d = 2..30, 50k SGD steps; tuples k = 1..4, 20k steps (decomposition 2.5k) and "
+        "SNR over 5,000 batches; stocks k = 10, 1000, 2000; the curves at 50k/50k/500/10k steps; flat activations "
+        "10k (forward-only 5k). Tuples want a GPU",
+        {"eval_every": 500},
+        {}, cases=[every_method("parity", d=PARITY_DS),
+                   every_method("tuples", k=[1, 2, 3, 4], eval_every=[100]),
+                   every_method("tuples_snr", k=[1, 2, 3, 4]),
+                   every_method("stocks", k=[10, 1000, 2000], eval_every=[100], n_targets=[2000]),
+                   every_method("piecewise_linear"), every_method("flat_activation")]),
 }
