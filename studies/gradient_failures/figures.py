@@ -4,7 +4,10 @@ parity.png (paper Fig. 1): test accuracy against iterations per d, and the gradi
 at the initialisation against d (log2 axis) with its fitted line. stocks.png (Fig. 4): test
 accuracy against iterations per k and method, and the per-example gradient variance against k.
 curves.png (Fig. 6): the test loss per formulation against iterations, the condition number
-against n (log-log), and the fixed test example's target and last prediction. Titles name
+against n (log-log), and the fixed test example's target and last prediction. tuples.png (Fig.
+3): test accuracy against iterations per k, both methods. tuples_snr.png (Fig. 5): the
+gradient SNR at the initialisation against k (log axis). flat_activation.png (Fig. 7): test
+error per method against iterations, and each method's learned function beside the staircase. Titles name
 the preset and seeds; captions are computed from the data.
 """
 
@@ -39,6 +42,13 @@ def draw(tables: Mapping[str, pa.Table], out: str) -> list:
     if (metrics["experiment"] == "piecewise_linear").any():
         drawn.append(_curves(metrics[metrics["experiment"] == "piecewise_linear"],
                              findings.frame(tables, "condition_numbers"), findings.frame(tables, "curves"), out))
+    if (metrics["experiment"] == "tuples").any():
+        drawn.append(_tuples(metrics[metrics["experiment"] == "tuples"], out))
+    snr = findings.frame(tables, "gradient_snr")
+    if len(snr):
+        drawn.append(_tuples_snr(snr, out))
+    if (metrics["experiment"] == "flat_activation").any():
+        drawn.append(_flat(metrics[metrics["experiment"] == "flat_activation"], findings.frame(tables, "curves"), out))
     return drawn
 
 
@@ -127,3 +137,82 @@ def _curves(m, conditions, shown, out):
                + f"; test MSE first falls below {findings.CURVE_LOSS:g} at iteration " +
                ", ".join(f"{'never' if not np.isfinite(v) else f'{v:.0f}'} ({k})" for k, v in speed.items()) + ".")
     return report.save_figure(fig, out, "curves.png", "Piecewise-linear curves (paper Fig. 6)", caption)
+
+
+STYLE = {"end_to_end": "--", "decomposition": "-"}
+
+
+def _tuples(m, out):
+    ks = sorted(m["k"].unique())
+    fig, axes = plt.subplots(1, len(ks), figsize=(3.6 * len(ks) + 1, 3.8), layout="constrained", sharey=True,
+                             squeeze=False)
+    for ax, k in zip(axes[0], ks):
+        for method, g in m[m["k"] == k].groupby("method"):
+            curve = g.groupby("iteration")["accuracy"].mean()
+            ax.plot(curve.index, curve.to_numpy(), STYLE.get(method, "-"), marker=".", label=method)
+        ax.axhline(0.5, color="0.5", ls=":", lw=0.8, label="chance")
+        ax.set_title(f"k = {k}", fontsize=9)
+        ax.set_xlabel("Adam iteration")
+    axes[0][0].set_ylabel("test accuracy on the tuple's parity (fraction)")
+    axes[0][0].legend(fontsize=7)
+    eval_size = int(m["eval_size"].iloc[0]) if "eval_size" in m else None
+    fig.suptitle(f"Tuples of line-segment images: end-to-end against decomposition"
+                 f"{f' ({eval_size} test tuples)' if eval_size else ''}\n{run_label(m)}", fontsize=10)
+    acc = findings.tuples_accuracy(m)
+    caption = "In this run the final test accuracy is " + "; ".join(
+        f"k={k}: " + ", ".join(f"{meth} {a:.3f}" for meth, a in row.items()) for k, row in acc.iterrows()) + "."
+    return report.save_figure(fig, out, "tuples.png", "Tuples (paper Fig. 3)", caption)
+
+
+def _tuples_snr(snr, out):
+    fig, ax = plt.subplots(figsize=(6, 4.2), layout="constrained")
+    s = findings.tuples_snr(snr)
+    floor = findings.snr_resolution(int(snr["snr_batches"].min()))
+    for method in s.columns:
+        v = s[method]
+        shown = v[v > floor]
+        ax.plot(shown.index, shown.to_numpy(), STYLE.get(method, "-"), marker="o", label=method)
+        below = v[v <= floor]
+        if len(below):
+            ax.plot(below.index, [floor] * len(below), "v", ms=9, mfc="none",
+                    label=f"{method}: estimate below resolution (upper bound)")
+    ax.axhline(floor, color="0.5", ls=":", lw=0.8, label=f"resolution sqrt(2)/batches = {floor:.1e}")
+    ax.set_yscale("log")
+    ax.set_xticks(s.index)
+    ax.set_xlabel("images per tuple k")
+    ax.set_ylabel("gradient SNR at init, ||E g||^2 / E||g - E g||^2 (unitless)")
+    ax.legend(fontsize=7)
+    batches = ", ".join(map(str, sorted(set(snr["snr_batches"]))))
+    fig.suptitle(f"Tuples: signal-to-noise ratio of the score layer's gradient ({batches} batches)\n"
+                 f"{run_label(snr)}", fontsize=10)
+    caption = "In this run the SNR is " + "; ".join(
+        f"k={k}: " + ", ".join(f"{meth} {v:.2e}" for meth, v in row.items()) for k, row in s.iterrows()) + (
+        f" (estimates below {floor:.1e} are within about one standard error of zero).")
+    return report.save_figure(fig, out, "tuples_snr.png", "Tuples gradient SNR (paper Fig. 5)", caption)
+
+
+def _flat(m, shown, out):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
+    for method, g in m.groupby("method"):
+        curve = g.groupby("iteration")["loss"].mean()
+        axes[0].plot(curve.index, curve.to_numpy(), marker=".", label=method)
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("Adam iteration")
+    axes[0].set_ylabel("test squared error (staircase units$^2$)")
+    axes[0].legend(fontsize=7)
+    shown = shown[shown["experiment"] == "flat_activation"]
+    first = shown["trial_id"].min() if len(shown) else None
+    for i, (method, g) in enumerate(shown[shown["seed"] == shown["seed"].min()].groupby("method")):
+        last = g[g["iteration"] == g["iteration"].max()].groupby("position")[["target", "prediction"]].first()
+        if i == 0:
+            axes[1].plot(last.index, last["target"], "k-", lw=2, label="target u")
+        axes[1].plot(last.index, last["prediction"], lw=1, label=method)
+    axes[1].set_xlabel("v*.x + b* (the hidden linear score)")
+    axes[1].set_ylabel("output along the line (staircase units)")
+    axes[1].legend(fontsize=7)
+    fig.suptitle(f"Flat activations: a staircase u(v*.x + b*) learned four ways\n{run_label(m)}", fontsize=10)
+    final = findings.flat_final(m)
+    caption = "In this run the final test squared error is " + ", ".join(
+        f"{meth} {r.loss:.3g} (level accuracy {r.accuracy:.3f}, iteration {r.iteration:.0f})"
+        for meth, r in final.iterrows()) + ("." if first is not None else "; no learned functions were recorded.")
+    return report.save_figure(fig, out, "flat_activation.png", "Flat activations (paper Fig. 7)", caption)

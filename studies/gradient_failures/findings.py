@@ -5,7 +5,8 @@ parity: final test accuracy per d (mean over seeds), and a least-squares line of
 variance) against d over d = 2..16 (slope, R^2). piecewise_linear: per formulation, the slope
 of log(condition number) against log(n), and the first iteration at which the test loss falls
 below a threshold. stocks: per k, end-to-end's per-example gradient variance over
-decomposition's (mean over seeds).
+decomposition's (mean over seeds). tuples: final accuracy and the gradient SNR at the
+initialisation per k and method. flat_activation: final error per method.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pyarrow as pa
 
 from lookinside import report
 
-KEY_FIELDS = ["experiment", "method", "d", "k", "curve_length", "iterations", "seed", "preset"]
+KEY_FIELDS = ["experiment", "method", "d", "k", "curve_length", "iterations", "snr_batches", "seed",
+              "preset"]
 
 
 def frame(tables: Mapping[str, pa.Table], table: str) -> pd.DataFrame:
@@ -28,7 +30,7 @@ def frame(tables: Mapping[str, pa.Table], table: str) -> pd.DataFrame:
     return report.with_config(tables[table], keys)
 
 
-def final_accuracy(metrics: pd.DataFrame, experiment: str, by: str) -> pd.Series:
+def final_accuracy(metrics: pd.DataFrame, experiment: str, by: str | list[str]) -> pd.Series:
     m = metrics[metrics["experiment"] == experiment]
     last = m.sort_values("iteration").groupby("trial_id").tail(1)
     return last.groupby(by)["accuracy"].mean()
@@ -72,6 +74,31 @@ def stocks_ratio(variance: pd.DataFrame) -> pd.Series:
     return v["end_to_end"] / v["decomposition"] if {"end_to_end", "decomposition"} <= set(v.columns) else pd.Series()
 
 
+def tuples_accuracy(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Final test accuracy per k (rows) and method (columns), the mean over seeds."""
+    return final_accuracy(metrics, "tuples", ["k", "method"]).unstack()
+
+
+def snr_resolution(snr_batches: int) -> float:
+    """About one standard error of the SNR estimate when the signal is near zero: the unbiased
+    ||mean g||^2 - noise / n has standard deviation sqrt(2 tr(S^2)) / n <= sqrt(2) noise / n for the
+    batch gradients' covariance S (tr(S^2) <= (tr S)^2), i.e. an SNR of sqrt(2) / n."""
+    return float(np.sqrt(2) / snr_batches)
+
+
+def tuples_snr(snr: pd.DataFrame) -> pd.DataFrame:
+    """Per k (rows) and method (columns): the mean SNR over seeds."""
+    s = snr[snr["experiment"] == "tuples_snr"]
+    return s.groupby(["k", "method"])["snr"].mean().unstack()
+
+
+def flat_final(metrics: pd.DataFrame) -> pd.DataFrame:
+    """flat_activation: per method, the final test squared error and level accuracy (means over seeds)."""
+    m = metrics[metrics["experiment"] == "flat_activation"]
+    last = m.sort_values("iteration").groupby("trial_id").tail(1)
+    return last.groupby("method")[["iteration", "loss", "accuracy"]].mean()
+
+
 CURVE_LOSS = 1e-3   # "a small loss" on the kinks' mean squared error (slopes are U[-1, 1])
 
 
@@ -97,4 +124,18 @@ def summary_lines(tables: Mapping[str, pa.Table]) -> list[str]:
     if len(ratio):
         lines.append("Stocks: end-to-end / decomposition gradient variance " + ", ".join(
             f"k={k} {r:.3g} ({r / k:.2f} k)" for k, r in ratio.items()) + ".")
+    if (metrics["experiment"] == "tuples").any():
+        acc = tuples_accuracy(metrics)
+        lines.append("Tuples: final test accuracy " + "; ".join(
+            f"k={k} " + ", ".join(f"{m} {a:.3f}" for m, a in row.items()) for k, row in acc.iterrows()) + ".")
+    snr = frame(tables, "gradient_snr")
+    if len(snr):
+        s = tuples_snr(snr)
+        floor = snr_resolution(int(snr["snr_batches"].min()))
+        lines.append(f"Tuples: gradient SNR at init (resolution about {floor:.1e}) " + "; ".join(
+            f"k={k} " + ", ".join(f"{m} {v:.2e}" for m, v in row.items()) for k, row in s.iterrows()) + ".")
+    if (metrics["experiment"] == "flat_activation").any():
+        lines.append("Flat activation: final test squared error and level accuracy " + ", ".join(
+            f"{m} {r.loss:.3g} / {r.accuracy:.3f} (iteration {r.iteration:.0f})"
+            for m, r in flat_final(metrics).iterrows()) + ".")
     return lines or ["No rows from finished trials."]

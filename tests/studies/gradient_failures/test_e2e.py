@@ -7,6 +7,7 @@ import sys
 import pytest
 
 from lookinside import results
+from lookinside.studies.gradient_failures.config import METHODS
 
 STUDY = "gradient_failures"
 
@@ -21,13 +22,18 @@ def test_smoke_sweep_then_report(tmp_path):
     run = lookinside("run", STUDY, "--preset", "smoke", "--results", str(root), "--quiet")
     assert run.returncode == 0, run.stderr
     trials = results.load(str(root), STUDY, "trials").to_pandas()
-    assert set(trials.experiment) == {"parity", "piecewise_linear", "stocks"} and set(trials.status) == {"TERMINATED"}
-    for table in ("metrics", "gradient_variance", "condition_numbers", "curves"):
-        assert results.load(str(root), STUDY, table).column_names[0] == "trial_id"
+    # The whole grid: every experiment under each of its methods, one trial each.
+    assert sorted(zip(trials.experiment, trials.method)) == sorted(
+        (e, m) for e, methods in METHODS.items() for m in methods) and set(trials.status) == {"TERMINATED"}
+    for table in ("metrics", "gradient_variance", "gradient_snr", "condition_numbers", "curves"):
+        rows = results.load(str(root), STUDY, table)
+        assert rows.column_names[0] == "trial_id" and rows.num_rows > 0, table
     report = lookinside("report", STUDY, "--results", str(root), "--out", str(out), "--findings")
     assert report.returncode == 0, report.stderr
-    assert "Parity: final test accuracy" in report.stdout
-    for name in ("parity.png", "stocks.png", "curves.png"):
+    for line in ("Parity: final test accuracy", "Tuples: final test accuracy", "Tuples: gradient SNR",
+                 "Stocks: end-to-end", "Curves: condition number", "Flat activation: final"):
+        assert line in report.stdout, report.stdout
+    for name in ("parity.png", "tuples.png", "stocks.png", "tuples_snr.png", "curves.png", "flat_activation.png"):
         assert (out / "latest" / name).stat().st_size > 10_000
 
 
@@ -35,7 +41,8 @@ def test_smoke_sweep_then_report(tmp_path):
     (["--set", "d=0"], "field 'd' must lie in [1, 4096]"),
     (["--set", "experiment=parity", "--set", "method=whitened"], "does not apply to experiment parity"),
     (["--set", "experiment=nonsense"], "field 'experiment' must be one of"),
-    (["--set", "experiment=tuples"], "not implemented yet"),
+    (["--set", "experiment=tuples", "--set", "k=0"], "field 'k' must lie in [1, 4096]"),
+    (["--set", "experiment=tuples", "--set", "snr_batches=1"], "field 'snr_batches' must lie in [2, 1e+06]"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needle):
     root = tmp_path / "results"
