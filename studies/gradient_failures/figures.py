@@ -101,7 +101,7 @@ def _stocks(m, variance, out):
     fig.suptitle(f"Stocks: end-to-end against decomposition\n{run_label(m)}", fontsize=10)
     ratio = findings.stocks_ratio(variance)
     caption = ("In this run the end-to-end gradient variance is " +
-               ", ".join(f"{r:.3g} times decomposition's at k={k}" for k, r in ratio.items()) + ".")
+               ", ".join(f"{r:.3g} times decomposition's at k={k:.0f}" for k, r in ratio.items()) + ".")
     return report.save_figure(fig, out, "stocks.png", "Stocks (paper Fig. 4)", caption)
 
 
@@ -151,7 +151,7 @@ def _tuples(m, out):
             curve = g.groupby("iteration")["accuracy"].mean()
             ax.plot(curve.index, curve.to_numpy(), STYLE.get(method, "-"), marker=".", label=method)
         ax.axhline(0.5, color="0.5", ls=":", lw=0.8, label="chance")
-        ax.set_title(f"k = {k}", fontsize=9)
+        ax.set_title(f"k = {k:.0f}", fontsize=9)
         ax.set_xlabel("Adam iteration")
     axes[0][0].set_ylabel("test accuracy on the tuple's parity (fraction)")
     axes[0][0].legend(fontsize=7)
@@ -160,7 +160,7 @@ def _tuples(m, out):
                  f"{f' ({eval_size} test tuples)' if eval_size else ''}\n{run_label(m)}", fontsize=10)
     acc = findings.tuples_accuracy(m)
     caption = "In this run the final test accuracy is " + "; ".join(
-        f"k={k}: " + ", ".join(f"{meth} {a:.3f}" for meth, a in row.items()) for k, row in acc.iterrows()) + "."
+        f"k={k:.0f}: " + ", ".join(f"{meth} {a:.3f}" for meth, a in row.items()) for k, row in acc.iterrows()) + "."
     return report.save_figure(fig, out, "tuples.png", "Tuples (paper Fig. 3)", caption)
 
 
@@ -171,14 +171,14 @@ def _tuples_snr(snr, out):
     for method in s.columns:
         v = s[method]
         shown = v[v > floor]
-        ax.plot(shown.index, shown.to_numpy(), STYLE.get(method, "-"), marker="o", label=method)
+        line, = ax.plot(shown.index, shown.to_numpy(), STYLE.get(method, "-"), marker="o", label=method)
         below = v[v <= floor]
         if len(below):
-            ax.plot(below.index, [floor] * len(below), "v", ms=9, mfc="none",
-                    label=f"{method}: estimate below resolution (upper bound)")
+            ax.plot(below.index, [floor] * len(below), "v", ms=9, mfc="none", color=line.get_color(),
+                    label=f"{method}: estimate at or below zero within resolution (upper bound)")
     ax.axhline(floor, color="0.5", ls=":", lw=0.8, label=f"resolution sqrt(2)/batches = {floor:.1e}")
     ax.set_yscale("log")
-    ax.set_xticks(s.index)
+    ax.set_xticks(s.index, [f"{k:.0f}" for k in s.index])
     ax.set_xlabel("images per tuple k")
     ax.set_ylabel("gradient SNR at init, ||E g||^2 / E||g - E g||^2 (unitless)")
     ax.legend(fontsize=7)
@@ -186,7 +186,7 @@ def _tuples_snr(snr, out):
     fig.suptitle(f"Tuples: signal-to-noise ratio of the score layer's gradient ({batches} batches)\n"
                  f"{run_label(snr)}", fontsize=10)
     caption = "In this run the SNR is " + "; ".join(
-        f"k={k}: " + ", ".join(f"{meth} {v:.2e}" for meth, v in row.items()) for k, row in s.iterrows()) + (
+        f"k={k:.0f}: " + ", ".join(f"{meth} {v:.2e}" for meth, v in row.items()) for k, row in s.iterrows()) + (
         f" (estimates below {floor:.1e} are within about one standard error of zero).")
     return report.save_figure(fig, out, "tuples_snr.png", "Tuples gradient SNR (paper Fig. 5)", caption)
 

@@ -123,17 +123,17 @@ def summary_lines(tables: Mapping[str, pa.Table]) -> list[str]:
     ratio = stocks_ratio(variance)
     if len(ratio):
         lines.append("Stocks: end-to-end / decomposition gradient variance " + ", ".join(
-            f"k={k} {r:.3g} ({r / k:.2f} k)" for k, r in ratio.items()) + ".")
+            f"k={k:.0f} {r:.3g} ({r / k:.2f} k)" for k, r in ratio.items()) + ".")
     if (metrics["experiment"] == "tuples").any():
         acc = tuples_accuracy(metrics)
         lines.append("Tuples: final test accuracy " + "; ".join(
-            f"k={k} " + ", ".join(f"{m} {a:.3f}" for m, a in row.items()) for k, row in acc.iterrows()) + ".")
+            f"k={k:.0f} " + ", ".join(f"{m} {a:.3f}" for m, a in row.items()) for k, row in acc.iterrows()) + ".")
     snr = frame(tables, "gradient_snr")
     if len(snr):
         s = tuples_snr(snr)
         floor = snr_resolution(int(snr["snr_batches"].min()))
         lines.append(f"Tuples: gradient SNR at init (resolution about {floor:.1e}) " + "; ".join(
-            f"k={k} " + ", ".join(f"{m} {v:.2e}" for m, v in row.items()) for k, row in s.iterrows()) + ".")
+            f"k={k:.0f} " + ", ".join(f"{m} {v:.2e}" for m, v in row.items()) for k, row in s.iterrows()) + ".")
     if (metrics["experiment"] == "flat_activation").any():
         lines.append("Flat activation: final test squared error and level accuracy " + ", ".join(
             f"{m} {r.loss:.3g} / {r.accuracy:.3f} (iteration {r.iteration:.0f})"

@@ -1,42 +1,17 @@
-"""Running the study's train() in-process on a memory session, and its tables for findings."""
+"""The gradient failures study's train() in-process (tests/studies/inprocess.py)."""
 
-import dataclasses
+import pathlib
+import sys
 
-import pyarrow as pa
-import torch
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import inprocess  # noqa: E402
 
-from lookinside.session import Session
-from lookinside.studies.gradient_failures import STUDY, TABLES
+from lookinside.studies.gradient_failures import STUDY  # noqa: E402
 
 
 def run(configs, pack=True):
-    torch.set_num_threads(1)   # two threads on two shared cores run these tiny nets 5-20x slower
-    """train() on configs (one pack, or one member per call); returns {table: pa.Table} with `trials`."""
-    groups = [configs] if pack else [[c] for c in configs]
-    parts = {t: [] for t in TABLES}
-    trial_rows = []
-    for group in groups:
-        ids = [f"t{len(trial_rows) + i}" for i in range(len(group))]
-        session = Session(ids, TABLES)
-        STUDY.train(group, session)
-        for i, (trial_id, c) in enumerate(zip(ids, group)):
-            for t in TABLES:
-                parts[t].append(session.member_table(t, i))
-            trial_rows.append({"trial_id": trial_id, "status": "TERMINATED", "preset": "test",
-                               **{k: "-".join(map(str, v)) if isinstance(v, tuple) else v
-                                  for k, v in dataclasses.asdict(c).items()}})
-    found = {t: pa.concat_tables(p) if p else TABLES[t].empty_table() for t, p in parts.items()}
-    return {**found, "trials": pa.Table.from_pylist(trial_rows)}
+    return inprocess.run(STUDY, configs, pack)
 
 
 def tables(packs):
-    """The tables of several packs, each trained as one, with distinct trial ids."""
-    parts = [run(p) for p in packs]
-    offset, merged = 0, {t: [] for t in [*TABLES, "trials"]}
-    for part in parts:
-        rename = {f"t{i}": f"t{offset + i}" for i in range(part["trials"].num_rows)}
-        for t, table in part.items():
-            ids = pa.array([rename[v] for v in table["trial_id"].to_pylist()], pa.string())
-            merged[t].append(table.set_column(0, "trial_id", ids))
-        offset += part["trials"].num_rows
-    return {t: pa.concat_tables(v) for t, v in merged.items()}
+    return inprocess.tables(STUDY, packs)

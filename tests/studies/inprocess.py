@@ -1,0 +1,42 @@
+"""Running a study's train() in-process on a memory session, and its tables for findings: no Ray,
+no results store, one torch thread (two threads on two shared cores run tiny nets 5-20x slower)."""
+
+import dataclasses
+
+import pyarrow as pa
+import torch
+
+from lookinside.session import Session
+
+
+def run(study, configs, pack=True):
+    """train() on configs (one pack, or one member per call); returns {table: pa.Table} with `trials`."""
+    torch.set_num_threads(1)
+    groups = [configs] if pack else [[c] for c in configs]
+    parts = {t: [] for t in study.tables}
+    trial_rows = []
+    for group in groups:
+        ids = [f"t{len(trial_rows) + i}" for i in range(len(group))]
+        session = Session(ids, study.tables)
+        study.train(group, session)
+        for i, (trial_id, c) in enumerate(zip(ids, group)):
+            for t in study.tables:
+                parts[t].append(session.member_table(t, i))
+            trial_rows.append({"trial_id": trial_id, "status": "TERMINATED", "preset": "test",
+                               **{k: "-".join(map(str, v)) if isinstance(v, tuple) else v
+                                  for k, v in dataclasses.asdict(c).items()}})
+    found = {t: pa.concat_tables(p) if p else study.tables[t].empty_table() for t, p in parts.items()}
+    return {**found, "trials": pa.Table.from_pylist(trial_rows)}
+
+
+def tables(study, packs):
+    """The tables of several packs, each trained as one, with distinct trial ids."""
+    parts = [run(study, p) for p in packs]
+    offset, merged = 0, {t: [] for t in [*study.tables, "trials"]}
+    for part in parts:
+        rename = {f"t{i}": f"t{offset + i}" for i in range(part["trials"].num_rows)}
+        for t, table in part.items():
+            ids = pa.array([rename[v] for v in table["trial_id"].to_pylist()], pa.string())
+            merged[t].append(table.set_column(0, "trial_id", ids))
+        offset += part["trials"].num_rows
+    return {t: pa.concat_tables(v) for t, v in merged.items()}
