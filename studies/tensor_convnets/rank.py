@@ -10,10 +10,10 @@ bits of I and columns by those of J, which is computed here from the network's o
 Theory to expect (square pooling, r channels): the left/right and top/bottom partitions cut the
 tree at its top, so their rank is at most r; interleaved partitions split every 2x2 window and can
 reach far more. Shallow ConvACs (CP with Z terms) have rank at most Z under every partition.
-Weight sharing (the 1x1 conv is the same at every position) and the commutative product pooling
-make the tensor symmetric within windows, which lowers the reachable ranks below min(2^|I|, 2^|J|)
-(e.g. a shallow net's score depends only on the number of lit pixels, so its matricisations have rank
-at most min(Z, |I| + 1, |J| + 1), 9 at N = 16, while a deep one's reach 81 under odd/even).
+In the deep nets, weight sharing (the 1x1 conv is the same at every position) and the commutative
+product pooling make the tensor symmetric within windows, which lowers the reachable ranks below
+min(2^|I|, 2^|J|) (81 under odd/even at N = 16, not 256). The shallow net has a factor per position
+(models.ShallowConvAC), so its rank is exactly Z up to the largest possible.
 """
 
 from __future__ import annotations
@@ -77,8 +77,9 @@ def separation_rank(model: torch.nn.Module, side: int, partition: tuple[np.ndarr
     positive weights exp(theta), theta in [-1, 1], make the genuine singular values of a random ConvAC
     fall geometrically (a window's functions are nearly alike, and the windows multiply), down to 1e-14
     of the largest: tol = 1e-6 then counts a numerical rank well below the exact one (deep r = 4,
-    odd/even: 15-76 of an exact 81; shallow Z = 8: 3-6 of 8), a lower bound. tol = 1e-12 comes closer (66-81
-    and 5-8 there); the exact rank needs tolerances at the noise itself."""
+    odd/even: 15-76 of an exact 81; a shallow Z = 128 net counts 116 of 128), a lower bound. tol = 1e-12,
+    the study's default (TCConfig.tolerance), comes closer (66-81 and 128 there); the exact rank needs
+    tolerances at the noise itself."""
     tensor = grid_tensor(model, side, cls)
     matrix = matricise(tensor, side, partition)
     return numerical_rank(matrix, tol), min(matrix.shape)

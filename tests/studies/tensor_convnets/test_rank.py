@@ -7,11 +7,17 @@ largest), so the default tol = 1e-6 counts a lower bound of the exact rank; tol 
 decades above the float64 noise, measured at most 4e-15 relative (the (Z+1)-th singular values of shallow
 nets, the (r+1)-th of left/right cuts)."""
 
+import pathlib
+import sys
+
 import numpy as np
 import pytest
 import torch
 
-from lookinside.studies.tensor_convnets import models, rank
+from lookinside.studies.tensor_convnets import STUDY, findings, models, rank
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from tc_helpers import tables  # noqa: E402
 
 NEAR_NOISE = 1e-12
 
@@ -88,20 +94,26 @@ def test_a_network_of_one_product_has_rank_one_everywhere():
 
 
 def test_finding_1_a_shallow_net_of_z_channels_never_exceeds_rank_z():
-    """CP with Z terms: rank <= Z under every partition, at tol 1e-6 and near the noise (1e-12), seeds 0-2.
-    And Z is reached on the odd/even partition by some seed, near the noise (measured odd/even ranks, seeds
-    0, 1, 2: Z = 2: 2, 2, 2; Z = 4: 4, 4, 4; Z = 8: 5, 8, 7). At tol 1e-6 they are lower (Z = 4: 2, 4, 3;
-    Z = 8: 3, 6, 5): the Z-th singular value of a random positive CP is small (Z = 8, seed 0: 5e-16, i.e.
-    two templates nearly alike; seed 1: 1e-11)."""
-    for z in (1, 2, 4, 8):
-        reached = []
+    """CP with Z terms, a factor per position: rank <= Z under every partition, at tol 1e-6 and near the noise
+    (1e-12), seeds 0-2; and it is exactly Z under every partition for every seed (measured, Z = 1, 2, 4, 8,
+    32), so the bound is tight and a miscounted rank would show."""
+    for z in (1, 2, 4, 8, 32):
         for seed in (0, 1, 2):
             net = models.make_model("shallow", 4, z, 1, "square", 2, seed=seed)
             for tol in (1e-6, NEAR_NOISE):
                 got = ranks(net, tol=tol)
                 assert max(got.values()) <= z, (z, seed, tol, got)
-            reached.append(got["odd_even"])
-        assert max(reached) == z, (z, reached)
+            assert set(got.values()) == {z}, (z, seed, got)
+
+
+def test_depth_efficiency_a_shallow_net_needs_as_many_channels_as_the_deep_nets_largest_rank():
+    """N = 16, seed 0: a deep square ConvAC with r = 2 has rank 16 under odd/even (2 under left/right); the
+    smallest shallow Z of {4, 8, 16, 32} whose ranks reach it on every partition is 16."""
+    values = {"experiment": "separation_rank", "side": 4, "seed": 0}
+    packs = [[c] for c in STUDY.configs("smoke", {**values, "model": "convac", "pooling": "square", "channels": 2})]
+    packs += [[c] for c in STUDY.configs("smoke", {**values, "model": "shallow"}, {"channels": [4, 8, 16, 32]})]
+    eff = findings.depth_efficiency(findings.frame(tables(packs), "separation_rank"))
+    assert eff[["side", "r", "deep_max_rank", "smallest_z"]].values.tolist() == [[4, 2, 16, 16]], eff
 
 
 @pytest.mark.parametrize("r", [2, 4])
