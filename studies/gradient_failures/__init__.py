@@ -45,6 +45,7 @@ STUDY = Study(
     train=trial.train,
     tables=TABLES,
     figures=Deferred("lookinside.studies.gradient_failures.figures", "draw"),
+    summary=Deferred("lookinside.studies.gradient_failures.findings", "summary"),
     findings=Deferred("lookinside.studies.gradient_failures.findings", "summary_lines"),
     pack_fields=PACK_FIELDS,
     member_bytes=trial.member_bytes,

@@ -99,6 +99,15 @@ def flat_final(metrics: pd.DataFrame) -> pd.DataFrame:
     return last.groupby("method")[["iteration", "loss", "accuracy"]].mean()
 
 
+def summary(tables: Mapping[str, pa.Table]) -> pa.Table:
+    """trial_id with its last measured iteration, test loss and accuracy, for the report's trial table."""
+    metrics = tables["metrics"].to_pandas()
+    last = metrics.sort_values("iteration").groupby("trial_id").tail(1)
+    out = last[["trial_id", "iteration", "loss", "accuracy"]].rename(
+        columns={"iteration": "last_iteration", "loss": "test_loss", "accuracy": "test_accuracy"})
+    return pa.Table.from_pandas(out, preserve_index=False)
+
+
 CURVE_LOSS = 1e-3   # "a small loss" on the kinks' mean squared error (slopes are U[-1, 1])
 
 
