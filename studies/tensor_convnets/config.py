@@ -36,6 +36,10 @@ class TCConfig:
         "pooling sec. 6 (ReLU baselines); depth sec. 3 (shallow = CP)", choices=MODELS)
     task: str = param("closedness", "pooling_geometry: which blob label is learned", "pooling sec. 6",
                       choices=("closedness", "symmetry"))
+    representation: str = param(
+        "onehot", "convac's representation layer: onehot (the binary pixel's one-hot, M = 2) or gaussian (M = 2 "
+        "learned Gaussian templates, log-densities of the pixel value)", "survey sec. 2 (similarity layer); code: "
+        "one-hot for the binary blobs", choices=("onehot", "gaussian"))
     pooling: str = param(
         "square", "pooling geometry: square (contiguous 2x2 windows), mirror (each window pools positions "
         "{k, H-1-k} x {l, W-1-l}), custom (the `permutation` field groups the input positions)",
@@ -92,6 +96,9 @@ class TCConfig:
                                  f"{side}x{side} positions); got {len(self.permutation or ())} values")
         elif self.permutation is not None:
             raise ValueError("a `permutation` is used only with pooling=custom")
+        if self.representation == "gaussian" and (self.model != "convac" or self.experiment == "separation_rank"):
+            raise ValueError("representation=gaussian applies to model=convac in pooling_geometry only (ranks need the "
+                             "one-hot templates, whose grid tensor is the coefficient tensor)")
         relu = self.model.startswith("relu")
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", 1e-3 if relu else 3e-3)

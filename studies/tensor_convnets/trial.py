@@ -53,7 +53,7 @@ def pooling(c: TCConfig):
 
 
 def make(c: TCConfig):
-    return models.make_model(c.model, c.side, c.channels, c.depth, pooling(c), 2, c.seed)
+    return models.make_model(c.model, c.side, c.channels, c.depth, pooling(c), 2, c.seed, c.representation)
 
 
 def train(configs: list[TCConfig], session) -> None:

@@ -44,6 +44,7 @@ def test_smoke_sweep_then_report(tmp_path):
     (["--set", "pooling=custom", "--set", "side=2", "--set", "permutation=0-1-1-3"], "a permutation of 0..3"),
     (["--set", "permutation=0-1-2-3"], "only with pooling=custom"),
     (["--set", "experiment=separation_rank", "--set", "side=8"], "side 8 is too large"),
+    (["--set", "model=relu_max", "--set", "representation=gaussian"], "applies to model=convac"),
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needle):
     root = tmp_path / "results"
