@@ -71,8 +71,8 @@ def _pooling(acc, out):
         ax.set_title(model, fontsize=9)
         ax.set_xlabel("task")
     axes[0][0].set_ylabel("final test accuracy (fraction; dots: seeds)")
-    axes[0][0].set_ylim(0.4, 1.0)
-    axes[0][0].legend(fontsize=7, loc="upper left")
+    axes[0][0].set_ylim(0.4, 1.08)
+    axes[0][0].legend(fontsize=7, loc="upper center", ncol=2)
     sizes = f"{int(last['n_train'].iloc[0])} images generated, {int(last['iterations'].iloc[0])} steps, " \
             f"{int(last['side'].iloc[0])}x{int(last['side'].iloc[0])}"
     fig.suptitle(f"Pooling geometry: closedness and symmetry blobs ({sizes})\n{run_label(last)}", fontsize=10)
@@ -145,14 +145,16 @@ def _efficiency(eff, ranks, out):
         g = g.sort_values("r")
         found = g[np.isfinite(g["smallest_z"])]
         line, = ax.plot(found["r"], found["smallest_z"], marker="o", label=f"N = {side * side}: smallest Z")
-        ax.plot(g["r"], g["deep_max_rank"], ls=":", color=line.get_color(), label=f"N = {side * side}: deep rank")
+        ax.plot(g["r"], g["deep_max_rank"], ls=":", color=line.get_color(),
+                label=f"N = {side * side}: the deep net's largest rank")
         missing = g[~np.isfinite(g["smallest_z"])]
         if len(missing):
             ax.plot(missing["r"], [largest] * len(missing), "^", color=line.get_color(), ms=9, mfc="none",
                     label=f"N = {side * side}: above Z = {largest} (the sweep's largest)")
     ax.set_yscale("log", base=2)
     ax.set_xlabel("deep ConvAC channels r (square pooling)")
-    ax.set_ylabel("channels Z (or rank)")
+    zs = sorted(ranks.loc[ranks["model"] == "shallow", "channels"].unique())
+    ax.set_ylabel(f"shallow channels Z, searched over {', '.join(map(str, zs))}\n(dotted: rank)", fontsize=8)
     ax.legend(fontsize=7)
     fig.suptitle(f"Depth efficiency: shallow channels needed to match a deep ConvAC's ranks\n{run_label(ranks)}",
                  fontsize=10)

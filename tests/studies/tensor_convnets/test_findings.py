@@ -40,7 +40,9 @@ def test_square_pooling_wins_closedness_and_mirror_pooling_wins_symmetry(tmp_pat
 @pytest.mark.slow
 def test_the_laptop_preset_shows_the_same(tmp_path):
     """`lookinside run tensor_convnets --preset laptop --set experiment=pooling_geometry` (3,000 steps of 64 at
-    the code's learning rates, seeds 0-2). Measured margins: quoted in the closing note."""
+    the code's learning rates, seeds 0-2; 11 min 13 s for the whole preset). Measured margins, closedness
+    square - mirror / symmetry mirror - square: convac +0.232 / +0.065, relu_avg +0.275 / +0.097, relu_max
+    +0.108 / +0.090."""
     run = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", STUDY.name, "--preset", "laptop", "--set",
                           "experiment=pooling_geometry", "--results", str(tmp_path), "--quiet"],
                          capture_output=True, text=True, timeout=7200)
