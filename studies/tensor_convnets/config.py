@@ -134,11 +134,12 @@ PRESETS = {
                    {**RANK_CASES[1], "channels": [1, 2, 4, 8, 16, 32, 64, 128, 256], "side": [2, 4],
                     "seed": [0, 1, 2]}]),
     "paper": Preset(
-        "the paper's grid: 25k/5k images, 15k steps, r = 16 at 32x32, every task x pooling x model, 3 seeds; "
-        "ranks at N = 4 and 16 for deep r = 2..8 and shallow Z = 1..256",
+        "the paper's grid: 25k/5k images, 15k steps at 32x32, every task x pooling x model x breadth r = 8, 16, 32 "
+        "x depth 3, 5, 3 seeds (GPU work); ranks at N = 4 and 16 for deep r = 2..8 and shallow Z = 1..256",
         {},
         {}, cases=[{"experiment": ["pooling_geometry"], "task": ["closedness", "symmetry"],
-                    "pooling": ["square", "mirror"], "model": POOLING_MODELS, "seed": [0, 1, 2]},
+                    "pooling": ["square", "mirror"], "model": POOLING_MODELS, "channels": [8, 16, 32],
+                    "depth": [3, 5], "seed": [0, 1, 2]},
                    {**RANK_CASES[0], "channels": [2, 3, 4, 6, 8], "side": [2, 4], "seed": [0, 1, 2]},
                    {**RANK_CASES[1], "channels": [1, 2, 4, 8, 16, 32, 64, 128, 256], "side": [2, 4],
                     "seed": [0, 1, 2]}]),
