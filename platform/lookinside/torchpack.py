@@ -207,3 +207,23 @@ class PackedOptimizer:
                               for index, s in state["optimizer"]["state"].items()}
         return {"optimizer": optimizer, "lrs": self.lrs[i:i + 1].clone(), "steps": self.steps[i:i + 1].clone(),
                 "scalars": {k: v[i:i + 1].clone() for k, v in self.scalars.items()}}
+
+
+def training_state(model: PackedModel, optimizer: PackedOptimizer, generators: Sequence[torch.Generator],
+                   iteration: int) -> dict:
+    """A pack's checkpoint state: what `restore` needs to go on at `iteration` as if never stopped."""
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "generators": [g.get_state() for g in generators], "iteration": iteration}
+
+
+def restore(state: dict | None, model: PackedModel, optimizer: PackedOptimizer,
+            generators: Sequence[torch.Generator]) -> int:
+    """Loads a `training_state` (a retried trial's session.state) into the pack; returns the iteration
+    to go on from (0 for a fresh start, state None). The optimiser's learning rates come back too."""
+    if state is None:
+        return 0
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    for g, s in zip(generators, state["generators"], strict=True):
+        g.set_state(s)
+    return state["iteration"]

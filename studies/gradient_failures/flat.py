@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from lookinside.studies.gradient_failures.config import ADAM
-from lookinside.torchpack import PackedModel, PackedOptimizer
+from lookinside.torchpack import PackedModel, PackedOptimizer, restore, training_state
 
 FINE = (-5, -4, -3, -2, -1, -0.2, 0, 0.1, 0.15, 0.175, 1, 2, 3, 4, 5)   # code: steps near b*
 SCALE = 100.0                                      # code: x = randn(N) / N, N = 100 (here fixed, whatever d)
@@ -109,13 +109,7 @@ def train(configs, session) -> None:
     y_test = z.gather(1, index_test)
     model = PackedModel([make_network(c0, c.seed) for c in configs])
     opt = PackedOptimizer(model, torch.optim.Adam, [c.learning_rate for c in configs], **ADAM)
-    start = 0
-    if session.state is not None:
-        model.load_state_dict(session.state["model"])
-        opt.load_state_dict(session.state["optimizer"])
-        for g, s in zip(gens, session.state["generators"]):
-            g.set_state(s)
-        start = session.state["iteration"]
+    start = restore(session.state, model, opt, gens)
     for it in range(start, c0.iterations + 1):
         if it % c0.eval_every == 0 or it == c0.iterations:
             with torch.no_grad():
@@ -134,10 +128,7 @@ def train(configs, session) -> None:
         losses(method, *predict(method, model, x, z), index, z.gather(1, index)).sum().backward()
         opt.step()
 
-        def state(it=it):
-            return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "generators": [g.get_state() for g in gens], "iteration": it + 1}
-        session.checkpoint(state)
+        session.checkpoint(lambda it=it: training_state(model, opt, gens, it + 1))
     # The learned function along v*: the first test example x0 moved by (t - r0) v* / |v*|^2, where
     # r0 = v*.x0 + b*, has v*.x + b* = t, and keeps x0's typical part orthogonal to v* (a multiple of
     # v* alone would be an atypically short input for the MLPs).

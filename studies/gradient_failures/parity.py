@@ -16,7 +16,7 @@ import itertools
 import torch
 from torch import nn
 
-from lookinside.torchpack import PackedModel, PackedOptimizer
+from lookinside.torchpack import PackedModel, PackedOptimizer, restore, training_state
 
 
 def make_network(d: int, seed: int) -> nn.Sequential:
@@ -71,13 +71,7 @@ def train(configs, session) -> None:
             session.add_rows("gradient_variance", p, {"n_targets": [c.n_targets], "variance": [v]})
     model = PackedModel(members)
     opt = PackedOptimizer(model, torch.optim.SGD, [c.learning_rate for c in configs])
-    start = 0
-    if session.state is not None:
-        model.load_state_dict(session.state["model"])
-        opt.load_state_dict(session.state["optimizer"])
-        for g, s in zip(gens, session.state["generators"]):
-            g.set_state(s)
-        start = session.state["iteration"]
+    start = restore(session.state, model, opt, gens)
     losses = torch.vmap(hinge)
     for it in range(start, c0.iterations + 1):
         if it % c0.eval_every == 0 or it == c0.iterations:
@@ -96,7 +90,4 @@ def train(configs, session) -> None:
         losses(model(x, shared=False), y).sum().backward()
         opt.step()
 
-        def state(it=it):
-            return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "generators": [g.get_state() for g in gens], "iteration": it + 1}
-        session.checkpoint(state)
+        session.checkpoint(lambda it=it: training_state(model, opt, gens, it + 1))

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from lookinside.studies.gradient_failures.config import ADAM
-from lookinside.torchpack import PackedModel, PackedOptimizer
+from lookinside.torchpack import PackedModel, PackedOptimizer, restore, training_state
 
 SIZE = 28
 
@@ -126,13 +126,7 @@ def train(configs, session) -> None:
     x_test, labels_test, y_test = (torch.stack(t) for t in zip(*tests))         # (P, N, ...)
     model = PackedModel(members)
     opt = PackedOptimizer(model, torch.optim.Adam, [c.learning_rate for c in configs], **ADAM)
-    start = 0
-    if session.state is not None:
-        model.load_state_dict(session.state["model"])
-        opt.load_state_dict(session.state["optimizer"])
-        for g, s in zip(gens, session.state["generators"]):
-            g.set_state(s)
-        start = session.state["iteration"]
+    start = restore(session.state, model, opt, gens)
     losses = torch.vmap(loss_fn(c0.method))
     for it in range(start, c0.iterations + 1):
         if it % c0.eval_every == 0 or it == c0.iterations:
@@ -150,7 +144,4 @@ def train(configs, session) -> None:
         losses(model(x, shared=False), labels, y).sum().backward()
         opt.step()
 
-        def state(it=it):
-            return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "generators": [g.get_state() for g in gens], "iteration": it + 1}
-        session.checkpoint(state)
+        session.checkpoint(lambda it=it: training_state(model, opt, gens, it + 1))

@@ -15,7 +15,7 @@ import torch
 from lookinside.errors import UserError
 from lookinside.studies.tensor_convnets import blobs, models, rank
 from lookinside.studies.tensor_convnets.config import TCConfig
-from lookinside.torchpack import PackedModel, PackedOptimizer
+from lookinside.torchpack import PackedModel, PackedOptimizer, restore, training_state
 
 TRAIN_EVAL = 1_000      # training images measured (the first ones)
 EVAL_CHUNK = 1_000
@@ -67,15 +67,7 @@ def train(configs: list[TCConfig], session) -> None:
     opt = PackedOptimizer(model, torch.optim.Adam, [c.learning_rate for c in configs],
                           weight_decay=c0.weight_decay, **adam)
     drop_at = int(c0.lr_drop * c0.iterations)
-    start = 0
-    if session.state is not None:
-        model.load_state_dict(session.state["model"])
-        opt.load_state_dict(session.state["optimizer"])
-        for g, s in zip(gens, session.state["generators"]):
-            g.set_state(s)
-        start = session.state["iteration"]
-        if start > drop_at:
-            opt.lrs *= 0.1
+    start = restore(session.state, model, opt, gens)   # the learning rates (after a drop) too
 
     def accuracy(x, y):                                                            # -> (P,)
         with torch.no_grad():
@@ -100,10 +92,7 @@ def train(configs: list[TCConfig], session) -> None:
         loss(model(x_train[index], shared=False), y_train[index]).sum().backward()
         opt.step()
 
-        def state(it=it):
-            return {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "generators": [g.get_state() for g in gens], "iteration": it + 1}
-        session.checkpoint(state)
+        session.checkpoint(lambda it=it: training_state(model, opt, gens, it + 1))
 
 
 def _ranks(configs: list[TCConfig], session) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 import pyarrow as pa
 import torch
 
+from lookinside.rows import MemorySink
 from lookinside.session import Session
 
 
@@ -40,3 +41,31 @@ def tables(study, packs):
             merged[t].append(table.set_column(0, "trial_id", ids))
         offset += part["trials"].num_rows
     return {t: pa.concat_tables(v) for t, v in merged.items()}
+
+
+def train_interrupted(study, configs, tables, interrupt_after=None):
+    """One pack; with interrupt_after, stops at that checkpoint and continues in a fresh session from it
+    (through the disk, as a retried trial), dropping the rows written after it. Returns {table: [one
+    pandas frame per member]} for `tables`."""
+    torch.set_num_threads(1)
+    saved = []
+
+    class Stop(Exception):
+        pass
+
+    def save(directory):
+        saved.append(directory)
+        if len(saved) == interrupt_after:
+            raise Stop
+
+    ids, sink = [f"t{i}" for i in range(len(configs))], MemorySink()
+    session = first = Session(ids, study.tables, checkpoint_seconds=0, sink=sink,
+                              on_save=save if interrupt_after else None)
+    try:
+        study.train(configs, session)
+    except Stop:
+        session = Session(ids, study.tables, sink=sink, restore_dir=saved[-1])
+        study.train(configs, session)
+    found = {t: [session.member_table(t, p).to_pandas() for p in range(len(configs))] for t in tables}
+    first.close()
+    return found

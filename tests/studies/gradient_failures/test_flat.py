@@ -7,11 +7,11 @@ import sys
 import numpy as np
 import torch
 
-from lookinside.rows import MemorySink
-from lookinside.session import Session
-from lookinside.studies.gradient_failures import STUDY, TABLES, flat
+from lookinside.studies.gradient_failures import STUDY, flat
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+import inprocess  # noqa: E402
 from gf_helpers import run  # noqa: E402
 
 FLAT = {"experiment": "flat_activation", "eval_size": 200}
@@ -48,28 +48,7 @@ def test_packed_rows_equal_rows_trained_alone():
 
 
 def train_interrupted(configs, interrupt_after=None):
-    """One pack; with interrupt_after, stops at that checkpoint and continues in a fresh session
-    from it (through the disk, as a retried trial), dropping the rows written after it."""
-    saved = []
-
-    class Stop(Exception):
-        pass
-
-    def save(directory):
-        saved.append(directory)
-        if len(saved) == interrupt_after:
-            raise Stop
-
-    ids, sink = [f"t{i}" for i in range(len(configs))], MemorySink()
-    session = first = Session(ids, TABLES, checkpoint_seconds=0, sink=sink, on_save=save if interrupt_after else None)
-    try:
-        STUDY.train(configs, session)
-    except Stop:
-        session = Session(ids, TABLES, sink=sink, restore_dir=saved[-1])
-        STUDY.train(configs, session)
-    tables = {t: [session.member_table(t, p).to_pandas() for p in range(len(configs))] for t in ("metrics", "curves")}
-    first.close()
-    return tables
+    return inprocess.train_interrupted(STUDY, configs, ("metrics", "curves"), interrupt_after)
 
 
 def test_continuing_from_a_checkpoint_gives_the_same_rows():
