@@ -80,9 +80,18 @@ def separation_rank(model: torch.nn.Module, side: int, partition: tuple[np.ndarr
     odd/even: 15-76 of an exact 81; a shallow Z = 128 net counts 116 of 128), a lower bound. tol = 1e-12,
     the study's default (TCConfig.tolerance), comes closer (66-81 and 128 there); the exact rank needs
     tolerances at the noise itself."""
+    return separation_ranks(model, side, {"": partition}, tol, cls)[""]
+
+
+def separation_ranks(model: torch.nn.Module, side: int, partitions: dict[str, tuple[np.ndarray, np.ndarray]],
+                     tol: float = 1e-6, cls: int = 0) -> dict[str, tuple[int, int]]:
+    """`separation_rank` under each named partition, from one grid tensor (2^N forward evaluations once)."""
     tensor = grid_tensor(model, side, cls)
-    matrix = matricise(tensor, side, partition)
-    return numerical_rank(matrix, tol), min(matrix.shape)
+    found = {}
+    for name, partition in partitions.items():
+        matrix = matricise(tensor, side, partition)
+        found[name] = numerical_rank(matrix, tol), min(matrix.shape)
+    return found
 
 
 def partitions(side: int, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -101,10 +101,8 @@ def _ranks(configs: list[TCConfig], session) -> None:
         named = rank.partitions(c.side, seed=c.seed)
         named.update({f"mirror_{name}": rank.mirror_partition(part, c.side) for name, part in list(named.items())
                       if name != "random"})
-        rows = {"partition": [], "rank": [], "max_rank": [], "tolerance": []}
-        for name, part in named.items():
-            r, most = rank.separation_rank(net, c.side, part, tol=c.tolerance)
-            for key, value in zip(rows, (name, r, most, c.tolerance)):
-                rows[key].append(value)
+        found = rank.separation_ranks(net, c.side, named, tol=c.tolerance)
+        rows = {"partition": list(found), "rank": [r for r, _ in found.values()],
+                "max_rank": [most for _, most in found.values()], "tolerance": [c.tolerance] * len(found)}
         session.add_rows("separation_rank", p, rows)
         session.report(progress=(p + 1) / len(configs))

@@ -26,7 +26,7 @@ def ranks(net, names=("left_right", "top_bottom", "odd_even", "random"), tol=1e-
     parts = rank.partitions(4, seed=0)
     if mirror:
         parts = {name: rank.mirror_partition(part, 4) for name, part in parts.items()}
-    return {name: rank.separation_rank(net, 4, parts[name], tol=tol)[0] for name in names}
+    return {name: r for name, (r, _) in rank.separation_ranks(net, 4, {n: parts[n] for n in names}, tol).items()}
 
 
 def test_all_binary_inputs_put_the_first_pixel_in_the_most_significant_bit():
