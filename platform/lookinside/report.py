@@ -8,7 +8,7 @@ import html
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import matplotlib
 import pandas as pd
@@ -182,16 +182,28 @@ def _check_out(out: str) -> None:
 # --- helpers for a study's figures module ------------------------------------------------
 
 def finished_trials(trials: pa.Table, fields: Sequence[str]) -> pd.DataFrame:
-    """The finished trials' ids (and sweep ids) with the config fields figures group by."""
+    """The finished trials' ids (and sweep ids) with the config fields figures group by; fields the
+    trials do not have (a sweep from before a field existed) are left out."""
     frame = trials.to_pandas()
     frame = frame[frame["status"] == "TERMINATED"]
-    return frame[["trial_id", *[f for f in fields if f != "trial_id"]]]
+    return frame[["trial_id", *[f for f in fields if f != "trial_id" and f in frame.columns]]]
 
 
 def with_config(table: pa.Table, keys: pd.DataFrame) -> pd.DataFrame:
     """A study table's rows joined with their trials' config fields (from `finished_trials`);
     rows of unfinished trials drop out."""
     return table.to_pandas().merge(keys, on="trial_id")
+
+
+def finished_rows(tables: Mapping[str, pa.Table], table: str, fields: Sequence[str]) -> pd.DataFrame:
+    """tables[table]'s rows of finished trials, with those trials' config `fields`."""
+    return with_config(tables[table], finished_trials(tables["trials"], fields))
+
+
+def preset_and_seeds(rows: pd.DataFrame) -> str:
+    """'preset laptop · seeds 0, 1, 2': the run a figure shows, for its title."""
+    presets = ", ".join(sorted(set(rows["preset"].astype(str)))) if "preset" in rows else "?"
+    return f"preset {presets} · seeds {', '.join(map(str, sorted(set(rows['seed']))))}"
 
 
 def save_figure(fig, out: str, filename: str, title: str, caption: str, **savefig) -> Figure:

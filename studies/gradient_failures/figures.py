@@ -17,7 +17,6 @@ from collections.abc import Mapping
 
 import matplotlib
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from lookinside import report
@@ -25,11 +24,6 @@ from lookinside.studies.gradient_failures import findings
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
-
-
-def run_label(m: pd.DataFrame) -> str:
-    presets = ", ".join(sorted(set(m["preset"].astype(str)))) if "preset" in m else "?"
-    return f"preset {presets} · seeds {', '.join(map(str, sorted(set(m['seed']))))}"
 
 
 def draw(tables: Mapping[str, pa.Table], out: str) -> list:
@@ -52,6 +46,27 @@ def draw(tables: Mapping[str, pa.Table], out: str) -> list:
     return drawn
 
 
+def _loss_curves(ax, m, ylabel, **style):
+    """Each method's test loss (mean over seeds) against iterations, on a log axis."""
+    for method, g in m.groupby("method"):
+        curve = g.groupby("iteration")["loss"].mean()
+        ax.plot(curve.index, curve.to_numpy(), label=method, **style)
+    ax.set_yscale("log")
+    ax.set_xlabel("Adam iteration")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+
+
+def _last_predictions(ax, shown, target_label, with_iteration=False, **style):
+    """Each method's prediction at its last recorded iteration beside the target, along `position`."""
+    for i, (method, g) in enumerate(shown.groupby("method")):
+        last = g[g["iteration"] == g["iteration"].max()].groupby("position")[["target", "prediction"]].first()
+        if i == 0:
+            ax.plot(last.index, last["target"], "k-", lw=2, label=target_label)
+        label = f"{method} (iteration {g['iteration'].max()})" if with_iteration else method
+        ax.plot(last.index, last["prediction"], label=label, **style)
+
+
 def _parity(m, variance, out):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
     for d, g in m.groupby("d"):
@@ -72,7 +87,7 @@ def _parity(m, variance, out):
     axes[1].set_xlabel("input dimension d (bits)")
     axes[1].set_ylabel("gradient variance across targets\n(loss$^2$ per weight$^2$, at init)")
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"Parity: test accuracy and gradient variance against input dimension d\n{run_label(m)}",
+    fig.suptitle(f"Parity: test accuracy and gradient variance against input dimension d\n{report.preset_and_seeds(m)}",
                  fontsize=10)
     acc = findings.final_accuracy(m, "parity", "d")
     caption = (f"In this run the final test accuracy is {', '.join(f'{a:.3f} at d={d}' for d, a in acc.items())}; "
@@ -98,7 +113,7 @@ def _stocks(m, variance, out):
     axes[1].set_xlabel("hidden labels k")
     axes[1].set_ylabel("per-example gradient variance at init (squared loss units)")
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"Stocks: end-to-end against decomposition\n{run_label(m)}", fontsize=10)
+    fig.suptitle(f"Stocks: end-to-end against decomposition\n{report.preset_and_seeds(m)}", fontsize=10)
     ratio = findings.stocks_ratio(variance)
     caption = ("In this run the end-to-end gradient variance is " +
                ", ".join(f"{r:.3g} times decomposition's at k={k:.0f}" for k, r in ratio.items()) + ".")
@@ -107,13 +122,7 @@ def _stocks(m, variance, out):
 
 def _curves(m, conditions, shown, out):
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
-    for method, g in m.groupby("method"):
-        curve = g.groupby("iteration")["loss"].mean()
-        axes[0].plot(curve.index, curve.to_numpy(), label=method)
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("Adam iteration")
-    axes[0].set_ylabel("test mean squared error (kinks; autoencoder: curve)")
-    axes[0].legend(fontsize=7)
+    _loss_curves(axes[0], m, "test mean squared error (kinks; autoencoder: curve)")
     for method, g in conditions.groupby("method"):
         c = g.groupby("n")["condition_number"].mean()
         axes[1].plot(c.index, c.to_numpy(), marker="o", label=method)
@@ -122,15 +131,11 @@ def _curves(m, conditions, shown, out):
     axes[1].set_xlabel("curve length n")
     axes[1].set_ylabel("condition number of the problem (unitless)")
     axes[1].legend(fontsize=7)
-    for i, (method, g) in enumerate(shown.groupby("method")):
-        last = g[g["iteration"] == g["iteration"].max()].groupby("position")[["target", "prediction"]].first()
-        if i == 0:
-            axes[2].plot(last.index, last["target"], "k-", lw=2, label="target")
-        axes[2].plot(last.index, last["prediction"], label=f"{method} (iteration {g['iteration'].max()})")
+    _last_predictions(axes[2], shown, "target", with_iteration=True)
     axes[2].set_xlabel("position i")
     axes[2].set_ylabel("kink p_i (autoencoder: curve f_i)")
     axes[2].legend(fontsize=7)
-    fig.suptitle(f"Piecewise-linear curves: conditioning and architecture\n{run_label(m)}", fontsize=10)
+    fig.suptitle(f"Piecewise-linear curves: conditioning and architecture\n{report.preset_and_seeds(m)}", fontsize=10)
     exps = findings.condition_exponents(conditions) if len(conditions) else {}
     speed = findings.iterations_to_loss(m, findings.CURVE_LOSS)
     caption = ("In this run the condition number grows as n^" + ", n^".join(f"{a:.2f} ({k})" for k, a in exps.items())
@@ -157,7 +162,7 @@ def _tuples(m, out):
     axes[0][0].legend(fontsize=7)
     eval_size = int(m["eval_size"].iloc[0]) if "eval_size" in m else None
     fig.suptitle(f"Tuples of line-segment images: end-to-end against decomposition"
-                 f"{f' ({eval_size} test tuples)' if eval_size else ''}\n{run_label(m)}", fontsize=10)
+                 f"{f' ({eval_size} test tuples)' if eval_size else ''}\n{report.preset_and_seeds(m)}", fontsize=10)
     acc = findings.tuples_accuracy(m)
     caption = "In this run the final test accuracy is " + "; ".join(
         f"k={k:.0f}: " + ", ".join(f"{meth} {a:.3f}" for meth, a in row.items()) for k, row in acc.iterrows()) + "."
@@ -184,7 +189,7 @@ def _tuples_snr(snr, out):
     ax.legend(fontsize=7)
     batches = ", ".join(map(str, sorted(set(snr["snr_batches"]))))
     fig.suptitle(f"Tuples: signal-to-noise ratio of the score layer's gradient ({batches} batches)\n"
-                 f"{run_label(snr)}", fontsize=10)
+                 f"{report.preset_and_seeds(snr)}", fontsize=10)
     caption = "In this run the SNR is " + "; ".join(
         f"k={k:.0f}: " + ", ".join(f"{meth} {v:.2e}" for meth, v in row.items()) for k, row in s.iterrows()) + (
         f" (estimates below {floor:.1e} are within about one standard error of zero).")
@@ -193,26 +198,16 @@ def _tuples_snr(snr, out):
 
 def _flat(m, shown, out):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
-    for method, g in m.groupby("method"):
-        curve = g.groupby("iteration")["loss"].mean()
-        axes[0].plot(curve.index, curve.to_numpy(), marker=".", label=method)
-    axes[0].set_yscale("log")
-    axes[0].set_xlabel("Adam iteration")
-    axes[0].set_ylabel("test squared error (staircase units$^2$)")
-    axes[0].legend(fontsize=7)
+    _loss_curves(axes[0], m, "test squared error (staircase units$^2$)", marker=".")
     shown = shown[shown["experiment"] == "flat_activation"]
-    first = shown["trial_id"].min() if len(shown) else None
-    for i, (method, g) in enumerate(shown[shown["seed"] == shown["seed"].min()].groupby("method")):
-        last = g[g["iteration"] == g["iteration"].max()].groupby("position")[["target", "prediction"]].first()
-        if i == 0:
-            axes[1].plot(last.index, last["target"], "k-", lw=2, label="target u")
-        axes[1].plot(last.index, last["prediction"], lw=1, label=method)
+    _last_predictions(axes[1], shown[shown["seed"] == shown["seed"].min()], "target u", lw=1)
     axes[1].set_xlabel("v*.x + b* (the hidden linear score)")
     axes[1].set_ylabel("output along the line (staircase units)")
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"Flat activations: a staircase u(v*.x + b*) learned four ways\n{run_label(m)}", fontsize=10)
+    fig.suptitle(f"Flat activations: a staircase u(v*.x + b*) learned four ways\n{report.preset_and_seeds(m)}",
+                 fontsize=10)
     final = findings.flat_final(m)
     caption = "In this run the final test squared error is " + ", ".join(
         f"{meth} {r.loss:.3g} (level accuracy {r.accuracy:.3f}, iteration {r.iteration:.0f})"
-        for meth, r in final.iterrows()) + ("." if first is not None else "; no learned functions were recorded.")
+        for meth, r in final.iterrows()) + ("." if len(shown) else "; no learned functions were recorded.")
     return report.save_figure(fig, out, "flat_activation.png", "Flat activations (paper Fig. 7)", caption)

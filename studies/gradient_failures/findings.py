@@ -25,9 +25,7 @@ KEY_FIELDS = ["experiment", "method", "d", "k", "curve_length", "iterations", "s
 
 def frame(tables: Mapping[str, pa.Table], table: str) -> pd.DataFrame:
     """A table's rows of finished trials, with their config fields."""
-    trials = tables["trials"]
-    keys = report.finished_trials(trials, [f for f in KEY_FIELDS if f in trials.column_names])
-    return report.with_config(tables[table], keys)
+    return report.finished_rows(tables, table, KEY_FIELDS)
 
 
 def final_accuracy(metrics: pd.DataFrame, experiment: str, by: str | list[str]) -> pd.Series:

@@ -32,9 +32,7 @@ KEY_FIELDS = ["experiment", "dataset", "hidden", "depth", "optimizer", "init", "
 
 def frame(tables: Mapping[str, pa.Table]) -> pd.DataFrame:
     """The metrics rows of finished trials with their config fields."""
-    trials = tables["trials"]
-    keys = report.finished_trials(trials, [f for f in KEY_FIELDS if f in trials.column_names])
-    return report.with_config(tables["metrics"], keys)
+    return report.finished_rows(tables, "metrics", KEY_FIELDS)
 
 
 def final_rows(metrics: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 
 import matplotlib
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 
 from lookinside import report
@@ -26,11 +25,6 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless back
 POOLING_COLOURS = {"square": "tab:blue", "mirror": "tab:orange", "custom": "tab:green"}
 PARTITION_ORDER = ["left_right", "top_bottom", "odd_even", "random", "mirror_left_right", "mirror_top_bottom",
                    "mirror_odd_even"]
-
-
-def run_label(m: pd.DataFrame) -> str:
-    presets = ", ".join(sorted(set(m["preset"].astype(str)))) if "preset" in m else "?"
-    return f"preset {presets} · seeds {', '.join(map(str, sorted(set(m['seed']))))}"
 
 
 def draw(tables: Mapping[str, pa.Table], out: str) -> list:
@@ -75,7 +69,8 @@ def _pooling(acc, out):
     axes[0][0].legend(fontsize=7, loc="upper center", ncol=2)
     sizes = f"{int(last['n_train'].iloc[0])} images generated, {int(last['iterations'].iloc[0])} steps, " \
             f"{int(last['side'].iloc[0])}x{int(last['side'].iloc[0])}"
-    fig.suptitle(f"Pooling geometry: closedness and symmetry blobs ({sizes})\n{run_label(last)}", fontsize=10)
+    fig.suptitle(f"Pooling geometry: closedness and symmetry blobs ({sizes})\n{report.preset_and_seeds(last)}",
+                 fontsize=10)
     margins = findings.geometry_margins(acc)
     caption = ("In this run square pooling beats mirror on closedness by " + ", ".join(
         f"{r.get('closedness', np.nan):+.3f} ({m})" for m, r in margins.iterrows()) +
@@ -127,7 +122,7 @@ def _ranks(ranks, out):
     axes[1].legend(fontsize=6, ncol=2)
     tol = ", ".join(f"{t:g}" for t in sorted(ranks["tolerance"].unique()))
     fig.suptitle(f"Separation rank of random networks' grid tensors (tolerance {tol} x largest singular value)\n"
-                 f"{run_label(ranks)}", fontsize=10)
+                 f"{report.preset_and_seeds(ranks)}", fontsize=10)
     over = shallow[shallow["rank"] > shallow["channels"]]
     caption = "In this run " + "; ".join(
         f"{pooling} r={r} N={side * side}: odd/even {row.get('odd_even', np.nan):.0f}, left/right "
@@ -156,8 +151,8 @@ def _efficiency(eff, ranks, out):
     zs = sorted(ranks.loc[ranks["model"] == "shallow", "channels"].unique())
     ax.set_ylabel(f"shallow channels Z, searched over {', '.join(map(str, zs))}\n(dotted: rank)", fontsize=8)
     ax.legend(fontsize=7)
-    fig.suptitle(f"Depth efficiency: shallow channels needed to match a deep ConvAC's ranks\n{run_label(ranks)}",
-                 fontsize=10)
+    fig.suptitle("Depth efficiency: shallow channels needed to match a deep ConvAC's ranks\n"
+                 f"{report.preset_and_seeds(ranks)}", fontsize=10)
     caption = "In this run the smallest matching Z is " + "; ".join(
         f"{'>' + str(largest) if not np.isfinite(row.smallest_z) else f'{row.smallest_z:.0f}'} at N={row.side ** 2}, "
         f"r={row.r:.0f}" for row in eff.sort_values(["side", "r"]).itertuples()) + "."

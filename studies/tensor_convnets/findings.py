@@ -24,9 +24,7 @@ KEY_FIELDS = ["experiment", "model", "task", "pooling", "channels", "depth", "si
 
 def frame(tables: Mapping[str, pa.Table], table: str) -> pd.DataFrame:
     """A table's rows of finished trials, with their config fields."""
-    trials = tables["trials"]
-    keys = report.finished_trials(trials, [f for f in KEY_FIELDS if f in trials.column_names])
-    return report.with_config(tables[table], keys)
+    return report.finished_rows(tables, table, KEY_FIELDS)
 
 
 def final_accuracy(accuracy: pd.DataFrame, split: str = "test") -> pd.DataFrame:
