@@ -28,6 +28,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless back
 
 def draw(tables: Mapping[str, pa.Table], out: str) -> list:
     metrics, variance = findings.frame(tables, "metrics"), findings.frame(tables, "gradient_variance")
+    curves = findings.frame(tables, "curves")
     drawn = []
     if (metrics["experiment"] == "parity").any():
         drawn.append(_parity(metrics[metrics["experiment"] == "parity"], variance, out))
@@ -35,14 +36,16 @@ def draw(tables: Mapping[str, pa.Table], out: str) -> list:
         drawn.append(_stocks(metrics[metrics["experiment"] == "stocks"], variance, out))
     if (metrics["experiment"] == "piecewise_linear").any():
         drawn.append(_curves(metrics[metrics["experiment"] == "piecewise_linear"],
-                             findings.frame(tables, "condition_numbers"), findings.frame(tables, "curves"), out))
+                             findings.frame(tables, "condition_numbers"),
+                             curves[curves["experiment"] == "piecewise_linear"], out))
     if (metrics["experiment"] == "tuples").any():
         drawn.append(_tuples(metrics[metrics["experiment"] == "tuples"], out))
     snr = findings.frame(tables, "gradient_snr")
     if len(snr):
         drawn.append(_tuples_snr(snr, out))
     if (metrics["experiment"] == "flat_activation").any():
-        drawn.append(_flat(metrics[metrics["experiment"] == "flat_activation"], findings.frame(tables, "curves"), out))
+        drawn.append(_flat(metrics[metrics["experiment"] == "flat_activation"],
+                           curves[curves["experiment"] == "flat_activation"], out))
     return drawn
 
 
@@ -75,7 +78,7 @@ def _parity(m, variance, out):
     axes[0].axhline(0.5, color="0.5", ls=":", lw=0.8, label="chance")
     axes[0].set_xlabel("SGD iteration")
     axes[0].set_ylabel("test accuracy (fraction of 500 fresh examples)")
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     v = variance[variance["experiment"] == "parity"].groupby("d")["variance"].mean()
     fit = findings.variance_fit(variance)
     axes[1].plot(v.index, v.to_numpy(), "o", label="measured (mean over seeds)")
@@ -101,7 +104,7 @@ def _stocks(m, variance, out):
     for (k, method), g in m.groupby(["k", "method"]):
         curve = g.groupby("iteration")["accuracy"].mean()
         axes[0].plot(curve.index, curve.to_numpy(), ls="-" if method == "decomposition" else "--",
-                     label=f"{method}, k = {k}")
+                     label=f"{method}, k = {k:.0f}")
     axes[0].set_xlabel("Adam iteration")
     axes[0].set_ylabel("test accuracy (argmax p = hidden label)")
     axes[0].legend(fontsize=7)
@@ -111,7 +114,7 @@ def _stocks(m, variance, out):
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
     axes[1].set_xlabel("hidden labels k")
-    axes[1].set_ylabel("per-example gradient variance at init (squared loss units)")
+    axes[1].set_ylabel("per-example gradient variance at init\n(squared loss units)")
     axes[1].legend(fontsize=7)
     fig.suptitle(f"Stocks: end-to-end against decomposition\n{report.preset_and_seeds(m)}", fontsize=10)
     ratio = findings.stocks_ratio(variance)
@@ -199,7 +202,6 @@ def _tuples_snr(snr, out):
 def _flat(m, shown, out):
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), layout="constrained")
     _loss_curves(axes[0], m, "test squared error (staircase units$^2$)", marker=".")
-    shown = shown[shown["experiment"] == "flat_activation"]
     _last_predictions(axes[1], shown[shown["seed"] == shown["seed"].min()], "target u", lw=1)
     axes[1].set_xlabel("v*.x + b* (the hidden linear score)")
     axes[1].set_ylabel("output along the line (staircase units)")
