@@ -147,6 +147,7 @@ def _efficiency(eff, ranks, out):
             ax.plot(missing["r"], [largest] * len(missing), "^", color=line.get_color(), ms=9, mfc="none",
                     label=f"N = {side * side}: above Z = {largest} (the sweep's largest)")
     ax.set_yscale("log", base=2)
+    ax.set_xticks(sorted(eff["r"].unique()))
     ax.set_xlabel("deep ConvAC channels r (square pooling)")
     zs = sorted(ranks.loc[ranks["model"] == "shallow", "channels"].unique())
     ax.set_ylabel(f"shallow channels Z, searched over {', '.join(map(str, zs))}\n(dotted: rank)", fontsize=8)
