@@ -113,8 +113,8 @@ class TCConfig:
 PACK_FIELDS = frozenset({"seed", "learning_rate"})   # not weight_decay: the pack shares one optimiser
 
 POOLING_MODELS = ["convac", "relu_avg", "relu_max"]
-RANK_CASES = [{"experiment": ["separation_rank"], "model": ["convac"], "pooling": ["square", "mirror"]},
-              {"experiment": ["separation_rank"], "model": ["shallow"], "depth": [1]}]
+RANK_DEEP = {"experiment": ["separation_rank"], "model": ["convac"], "pooling": ["square", "mirror"]}
+RANK_SHALLOW = {"experiment": ["separation_rank"], "model": ["shallow"], "depth": [1]}
 PRESETS = {
     "smoke": Preset(
         "both blob tasks, square and mirror pooling, ConvAC and ReLU-max at 16x16, 1,000 images, 30 steps; "
@@ -122,16 +122,16 @@ PRESETS = {
         {"n_train": 1_000, "n_test": 500, "side": 16, "iterations": 30, "eval_every": 15, "channels": 8},
         {}, cases=[{"experiment": ["pooling_geometry"], "task": ["closedness", "symmetry"],
                     "pooling": ["square", "mirror"], "model": ["convac", "relu_max"]},
-                   {**RANK_CASES[0], "channels": [2], "side": [4]},
-                   {**RANK_CASES[1], "channels": [2, 4], "side": [4]}]),
+                   {**RANK_DEEP, "channels": [2], "side": [4]},
+                   {**RANK_SHALLOW, "channels": [2, 4], "side": [4]}]),
     "laptop": Preset(
         "pooling_geometry at 32x32, r = 16, 2,500 images generated (2,000 kept), 3,000 steps, 3 seeds, every "
         "task x pooling x model; ranks at N = 4 and 16 for deep r = 2..6 and shallow Z = 1..256, 3 seeds",
         {"n_train": 2_500, "n_test": 1_250, "iterations": 3_000, "eval_every": 500},
         {}, cases=[{"experiment": ["pooling_geometry"], "task": ["closedness", "symmetry"],
                     "pooling": ["square", "mirror"], "model": POOLING_MODELS, "seed": [0, 1, 2]},
-                   {**RANK_CASES[0], "channels": [2, 3, 4, 6], "side": [2, 4], "seed": [0, 1, 2]},
-                   {**RANK_CASES[1], "channels": [1, 2, 4, 8, 16, 32, 64, 128, 256], "side": [2, 4],
+                   {**RANK_DEEP, "channels": [2, 3, 4, 6], "side": [2, 4], "seed": [0, 1, 2]},
+                   {**RANK_SHALLOW, "channels": [1, 2, 4, 8, 16, 32, 64, 128, 256], "side": [2, 4],
                     "seed": [0, 1, 2]}]),
     "paper": Preset(
         "the paper's grid: 25k/5k images, 15k steps at 32x32, every task x pooling x model x breadth r = 8, 16, 32 "
@@ -140,7 +140,7 @@ PRESETS = {
         {}, cases=[{"experiment": ["pooling_geometry"], "task": ["closedness", "symmetry"],
                     "pooling": ["square", "mirror"], "model": POOLING_MODELS, "channels": [8, 16, 32],
                     "depth": [3, 5], "seed": [0, 1, 2]},
-                   {**RANK_CASES[0], "channels": [2, 3, 4, 6, 8], "side": [2, 4], "seed": [0, 1, 2]},
-                   {**RANK_CASES[1], "channels": [1, 2, 4, 8, 16, 32, 64, 128, 256], "side": [2, 4],
+                   {**RANK_DEEP, "channels": [2, 3, 4, 6, 8], "side": [2, 4], "seed": [0, 1, 2]},
+                   {**RANK_SHALLOW, "channels": [1, 2, 4, 8, 16, 32, 64, 128, 256], "side": [2, 4],
                     "seed": [0, 1, 2]}]),
 }
