@@ -1,7 +1,10 @@
-"""Running a study's train() in-process on a memory session, and its tables for findings: no Ray,
-no results store, one torch thread (two threads on two shared cores run tiny nets 5-20x slower)."""
+"""Shared by the studies' tests: a study's train() in-process on a memory session (no Ray, no results
+store, one torch thread by default: two threads on two shared cores run tiny nets 5-20x slower), a
+pack stopped at a checkpoint and continued from disk, and the command line in a fresh process."""
 
 import dataclasses
+import subprocess
+import sys
 
 import pyarrow as pa
 import torch
@@ -10,9 +13,11 @@ from lookinside.rows import MemorySink
 from lookinside.session import Session
 
 
-def run(study, configs, pack=True):
-    """train() on configs (one pack, or one member per call); returns {table: pa.Table} with `trials`."""
-    torch.set_num_threads(1)
+def run(study, configs, pack=True, threads=1):
+    """train() on configs (one pack, or one member per call); returns {table: pa.Table} with `trials`.
+    threads None leaves torch's thread count as it is."""
+    if threads is not None:
+        torch.set_num_threads(threads)
     groups = [configs] if pack else [[c] for c in configs]
     parts = {t: [] for t in study.tables}
     trial_rows = []
@@ -30,9 +35,9 @@ def run(study, configs, pack=True):
     return {**found, "trials": pa.Table.from_pylist(trial_rows)}
 
 
-def tables(study, packs):
+def tables(study, packs, threads=1):
     """The tables of several packs, each trained as one, with distinct trial ids."""
-    parts = [run(study, p) for p in packs]
+    parts = [run(study, p, threads=threads) for p in packs]
     offset, merged = 0, {t: [] for t in [*study.tables, "trials"]}
     for part in parts:
         rename = {f"t{i}": f"t{offset + i}" for i in range(part["trials"].num_rows)}
@@ -69,3 +74,17 @@ def train_interrupted(study, configs, tables, interrupt_after=None):
     found = {t: [session.member_table(t, p).to_pandas() for p in range(len(configs))] for t in tables}
     first.close()
     return found
+
+
+def lookinside(*args, timeout=300):
+    """The command line, as a user runs it, in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "lookinside.cli", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def assert_refused(study: str, root, args, needle):
+    """`lookinside run study --preset smoke *args` exits 2 with one line holding `needle`, writing no rows."""
+    run = lookinside("run", study, "--preset", "smoke", "--results", str(root), *args)
+    assert run.returncode == 2, run.stderr
+    assert needle in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not root.exists() or not any(root.rglob("*.parquet"))

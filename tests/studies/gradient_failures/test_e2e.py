@@ -1,7 +1,7 @@
 """The user's path: `lookinside run gradient_failures --preset smoke`, then `report`; bad input
 gets one line, exit 2, and nothing written."""
 
-import subprocess
+import pathlib
 import sys
 
 import pytest
@@ -9,12 +9,10 @@ import pytest
 from lookinside import results
 from lookinside.studies.gradient_failures.config import METHODS
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from inprocess import assert_refused, lookinside  # noqa: E402
+
 STUDY = "gradient_failures"
-
-
-def lookinside(*args):
-    return subprocess.run([sys.executable, "-m", "lookinside.cli", *args], capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_smoke_sweep_then_report(tmp_path):
@@ -46,7 +44,4 @@ def test_smoke_sweep_then_report(tmp_path):
 ])
 def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needle):
     root = tmp_path / "results"
-    run = lookinside("run", STUDY, "--preset", "smoke", "--results", str(root), *args)
-    assert run.returncode == 2, run.stderr
-    assert needle in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert not root.exists() or not any(root.rglob("*.parquet"))
+    assert_refused(STUDY, root, args, needle)

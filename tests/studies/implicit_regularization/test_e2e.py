@@ -1,19 +1,17 @@
 """The user's path: `lookinside run implicit_regularization --preset smoke`, then `report`;
 bad input gets one line, exit 2, and nothing written."""
 
-import subprocess
+import pathlib
 import sys
 
 import pytest
 
 from lookinside import results
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from inprocess import assert_refused, lookinside  # noqa: E402
+
 STUDY = "implicit_regularization"
-
-
-def lookinside(*args):
-    return subprocess.run([sys.executable, "-m", "lookinside.cli", *args], capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_smoke_sweep_then_report(tmp_path):
@@ -50,7 +48,4 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, needle):
     write_bad_idx(tmp_path / "bad")
     root = tmp_path / "results"
     args = [a.replace("BAD", str(tmp_path / "bad")) for a in args]
-    run = lookinside("run", STUDY, "--preset", "smoke", "--results", str(root), *args)
-    assert run.returncode == 2, run.stderr
-    assert needle in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr
-    assert not root.exists() or not any(root.rglob("*.parquet"))
+    assert_refused(STUDY, root, args, needle)

@@ -1,7 +1,7 @@
 """The pooling-geometry finding on a CI-sized real sweep (fixed seeds), numbers quoted beside the
 thresholds; the separation-rank findings are asserted in test_rank.py."""
 
-import subprocess
+import pathlib
 import sys
 
 import pytest
@@ -9,13 +9,15 @@ import pytest
 from lookinside import results
 from lookinside.studies.tensor_convnets import STUDY, findings
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from inprocess import lookinside  # noqa: E402
+
 CI = ["--preset", "laptop", "--set", "experiment=pooling_geometry", "--set", "iterations=1000",
       "--set", "batch_size=32", "--set", "eval_every=500", "--quiet"]
 
 
 def sweep(root, *args):
-    run = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", STUDY.name, *CI, "--results", str(root),
-                          *args], capture_output=True, text=True, timeout=900)
+    run = lookinside("run", STUDY.name, *CI, "--results", str(root), *args, timeout=900)
     assert run.returncode == 0, run.stderr
 
 
@@ -43,9 +45,8 @@ def test_the_laptop_preset_shows_the_same(tmp_path):
     the code's learning rates, seeds 0-2; 11 min 13 s for the whole preset). Measured margins, closedness
     square - mirror / symmetry mirror - square: convac +0.232 / +0.065, relu_avg +0.275 / +0.097, relu_max
     +0.108 / +0.090."""
-    run = subprocess.run([sys.executable, "-m", "lookinside.cli", "run", STUDY.name, "--preset", "laptop", "--set",
-                          "experiment=pooling_geometry", "--results", str(tmp_path), "--quiet"],
-                         capture_output=True, text=True, timeout=7200)
+    run = lookinside("run", STUDY.name, "--preset", "laptop", "--set", "experiment=pooling_geometry", "--results",
+                     str(tmp_path), "--quiet", timeout=7200)
     assert run.returncode == 0, run.stderr
     tables = {t: results.load(str(tmp_path), STUDY.name, t) for t in ("accuracy", "trials")}
     margins = findings.geometry_margins(findings.frame(tables, "accuracy"))
