@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 
 from lookinside import commit, isolation, ray_setup
@@ -47,7 +48,9 @@ def make_trainable(study: Study, manifest: dict, root: str):
             session = session_from(restore_from_tune(workdir))
             listed = [(m["trial_id"], {t: session.parts[t][i] for t in session.parts}) for i, m in enumerate(members)]
             if not all(store.parts_present(name, sweep_id, tid, parts) for tid, parts in listed if tid in pending):
-                session = session_from(None)   # rows its checkpoint lists are gone: start again
+                print(f"pack{pack_index:05d}: rows its checkpoint lists are gone; starting it again",
+                      file=sys.stderr)
+                session = session_from(None)
             configs = [cfg.from_dict(study.config, m["config"]) for m in members]
             try:
                 study.train(configs, session)
