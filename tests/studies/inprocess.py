@@ -9,6 +9,7 @@ import sys
 import pyarrow as pa
 import torch
 
+from lookinside import results
 from lookinside.rows import MemorySink
 from lookinside.session import Session
 
@@ -80,6 +81,20 @@ def lookinside(*args, timeout=300):
     """The command line, as a user runs it, in a fresh process."""
     return subprocess.run([sys.executable, "-m", "lookinside.cli", *args], capture_output=True, text=True,
                           timeout=timeout)
+
+
+def smoke_sweep(study: str, root):
+    """`lookinside run study --preset smoke` into `root`, which must succeed: the run and its `trials` rows."""
+    run = lookinside("run", study, "--preset", "smoke", "--results", str(root), "--quiet")
+    assert run.returncode == 0, run.stderr
+    return run, results.load(str(root), study, "trials").to_pandas()
+
+
+def report_findings(study: str, root, out):
+    """`lookinside report study --findings` from `root` into `out`, which must succeed."""
+    report = lookinside("report", study, "--results", str(root), "--out", str(out), "--findings")
+    assert report.returncode == 0, report.stderr
+    return report
 
 
 def assert_refused(study: str, root, args, needle):

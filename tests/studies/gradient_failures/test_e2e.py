@@ -10,24 +10,21 @@ from lookinside import results
 from lookinside.studies.gradient_failures.config import METHODS
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from inprocess import assert_refused, lookinside  # noqa: E402
+from inprocess import assert_refused, report_findings, smoke_sweep  # noqa: E402
 
 STUDY = "gradient_failures"
 
 
 def test_smoke_sweep_then_report(tmp_path):
     root, out = tmp_path / "results", tmp_path / "report"
-    run = lookinside("run", STUDY, "--preset", "smoke", "--results", str(root), "--quiet")
-    assert run.returncode == 0, run.stderr
-    trials = results.load(str(root), STUDY, "trials").to_pandas()
+    _, trials = smoke_sweep(STUDY, root)
     # The whole grid: every experiment under each of its methods, one trial each.
     assert sorted(zip(trials.experiment, trials.method)) == sorted(
         (e, m) for e, methods in METHODS.items() for m in methods) and set(trials.status) == {"TERMINATED"}
     for table in ("metrics", "gradient_variance", "gradient_snr", "condition_numbers", "curves"):
         rows = results.load(str(root), STUDY, table)
         assert rows.column_names[0] == "trial_id" and rows.num_rows > 0, table
-    report = lookinside("report", STUDY, "--results", str(root), "--out", str(out), "--findings")
-    assert report.returncode == 0, report.stderr
+    report = report_findings(STUDY, root, out)
     for line in ("Parity: final test accuracy", "Tuples: final test accuracy", "Tuples: gradient SNR",
                  "Stocks: end-to-end", "Curves: condition number", "Flat activation: final"):
         assert line in report.stdout, report.stdout

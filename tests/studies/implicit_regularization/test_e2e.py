@@ -9,22 +9,19 @@ import pytest
 from lookinside import results
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from inprocess import assert_refused, lookinside  # noqa: E402
+from inprocess import assert_refused, report_findings, smoke_sweep  # noqa: E402
 
 STUDY = "implicit_regularization"
 
 
 def test_smoke_sweep_then_report(tmp_path):
     root, out = tmp_path / "results", tmp_path / "report"
-    run = lookinside("run", STUDY, "--preset", "smoke", "--results", str(root), "--quiet")
-    assert run.returncode == 0, run.stderr
+    run, trials = smoke_sweep(STUDY, root)
     assert "8/8 trials finished" in run.stderr
-    trials = results.load(str(root), STUDY, "trials").to_pandas()
     assert sorted(set(trials.hidden)) == [4, 16, 64, 256] and set(trials.status) == {"TERMINATED"}
     metrics = results.load(str(root), STUDY, "metrics")
     assert metrics.column_names[0] == "trial_id" and set(metrics["trial_id"].to_pylist()) == set(trials.trial_id)
-    report = lookinside("report", STUDY, "--results", str(root), "--out", str(out), "--findings")
-    assert report.returncode == 0, report.stderr
+    report = report_findings(STUDY, root, out)
     assert "'larger is no worse' holds" in report.stdout
     page = (out / "latest" / "index.html").read_text()
     assert (out / "latest" / "width.png").stat().st_size > 10_000 and "In this run" in page

@@ -9,16 +9,14 @@ import pytest
 from lookinside import results
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from inprocess import assert_refused, lookinside  # noqa: E402
+from inprocess import assert_refused, report_findings, smoke_sweep  # noqa: E402
 
 STUDY = "tensor_convnets"
 
 
 def test_smoke_sweep_then_report(tmp_path):
     root, out = tmp_path / "results", tmp_path / "report"
-    run = lookinside("run", STUDY, "--preset", "smoke", "--results", str(root), "--quiet")
-    assert run.returncode == 0, run.stderr
-    trials = results.load(str(root), STUDY, "trials").to_pandas()
+    _, trials = smoke_sweep(STUDY, root)
     assert len(trials) == 12 and set(trials.status) == {"TERMINATED"}
     acc = results.load(str(root), STUDY, "accuracy").to_pandas()
     # 8 training trials x 3 measurements x 2 splits, every accuracy a fraction
@@ -27,8 +25,7 @@ def test_smoke_sweep_then_report(tmp_path):
     assert set(ranks["partition"]) >= {"left_right", "top_bottom", "odd_even", "random", "mirror_odd_even"}
     shallow = ranks[ranks["model"] == "shallow"]
     assert len(shallow) and (shallow["rank"] <= shallow["channels"]).all()
-    report = lookinside("report", STUDY, "--results", str(root), "--out", str(out), "--findings")
-    assert report.returncode == 0, report.stderr
+    report = report_findings(STUDY, root, out)
     for line in ("Pooling geometry: final test accuracy", "Separation rank", "Depth efficiency"):
         assert line in report.stdout, report.stdout
     for name in ("pooling_geometry.png", "separation_rank.png", "depth_efficiency.png"):
