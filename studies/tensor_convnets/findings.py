@@ -27,11 +27,15 @@ def frame(tables: Mapping[str, pa.Table], table: str) -> pd.DataFrame:
     return report.finished_rows(tables, table, KEY_FIELDS)
 
 
+def last_accuracy(accuracy: pd.DataFrame, split: str = "test") -> pd.DataFrame:
+    """Each trial's last measured accuracy on `split` (its row)."""
+    return accuracy[accuracy["split"] == split].sort_values("step").groupby("trial_id").tail(1)
+
+
 def final_accuracy(accuracy: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """Per (task, pooling, model): mean, std and count over seeds of the last measured accuracy."""
-    a = accuracy[accuracy["split"] == split]
-    last = a.sort_values("step").groupby("trial_id").tail(1)
-    return last.groupby(["task", "pooling", "model"])["accuracy"].agg(["mean", "std", "count"])
+    return last_accuracy(accuracy, split).groupby(["task", "pooling", "model"])["accuracy"].agg(
+        ["mean", "std", "count"])
 
 
 def geometry_margins(accuracy: pd.DataFrame) -> pd.DataFrame:
@@ -74,8 +78,7 @@ def depth_efficiency(ranks: pd.DataFrame) -> pd.DataFrame:
 
 def summary(tables: Mapping[str, pa.Table]) -> pa.Table:
     """trial_id with its final test accuracy (pooling_geometry) or its odd/even and left/right ranks."""
-    acc = tables["accuracy"].to_pandas()
-    acc = acc[acc["split"] == "test"].sort_values("step").groupby("trial_id").tail(1)
+    acc = last_accuracy(tables["accuracy"].to_pandas())
     ranks = tables["separation_rank"].to_pandas()
     wide = ranks.pivot_table(index="trial_id", columns="partition", values="rank").reindex(
         columns=["left_right", "odd_even"]).add_prefix("rank_").reset_index()
