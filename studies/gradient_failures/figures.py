@@ -93,7 +93,7 @@ def _parity(m, variance, out):
     fig.suptitle(f"Parity: test accuracy and gradient variance against input dimension d\n{report.preset_and_seeds(m)}",
                  fontsize=10)
     acc = findings.final_accuracy(m, "parity", "d")
-    caption = (f"In this run the final test accuracy is {', '.join(f'{a:.3f} at d={d}' for d, a in acc.items())}; "
+    caption = (f"In this run the final test accuracy is {', '.join(f'{a:.3f} at d={d:.0f}' for d, a in acc.items())}; "
                f"log2 of the gradient variance falls with slope {fit['slope']:.2f} per bit (R^2 {fit['r2']:.3f}, "
                f"{fit['points']} values of d in 2..16).")
     return report.save_figure(fig, out, "parity.png", "Parity (paper Fig. 1)", caption)
@@ -119,7 +119,7 @@ def _stocks(m, variance, out):
     fig.suptitle(f"Stocks: end-to-end against decomposition\n{report.preset_and_seeds(m)}", fontsize=10)
     ratio = findings.stocks_ratio(variance)
     caption = ("In this run the end-to-end gradient variance is " +
-               ", ".join(f"{r:.3g} times decomposition's at k={k:.0f}" for k, r in ratio.items()) + ".")
+               ", ".join(f"{r:.4g} times decomposition's at k={k:.0f}" for k, r in ratio.items()) + ".")
     return report.save_figure(fig, out, "stocks.png", "Stocks (paper Fig. 4)", caption)
 
 
@@ -131,6 +131,9 @@ def _curves(m, conditions, shown, out):
         axes[1].plot(c.index, c.to_numpy(), marker="o", label=method)
     axes[1].set_xscale("log")
     axes[1].set_yscale("log")
+    lengths = sorted(conditions["n"].unique())
+    axes[1].set_xticks(lengths, [f"{n:.0f}" for n in lengths])
+    axes[1].minorticks_off()
     axes[1].set_xlabel("curve length n")
     axes[1].set_ylabel("condition number of the problem (unitless)")
     axes[1].legend(fontsize=7)
@@ -142,8 +145,9 @@ def _curves(m, conditions, shown, out):
     exps = findings.condition_exponents(conditions) if len(conditions) else {}
     speed = findings.iterations_to_loss(m, findings.CURVE_LOSS)
     caption = ("In this run the condition number grows as n^" + ", n^".join(f"{a:.2f} ({k})" for k, a in exps.items())
-               + f"; test MSE first falls below {findings.CURVE_LOSS:g} at iteration " +
-               ", ".join(f"{'never' if not np.isfinite(v) else f'{v:.0f}'} ({k})" for k, v in speed.items()) + ".")
+               + f"; test MSE first falls below {findings.CURVE_LOSS:g} " +
+               ", ".join(f"{'never' if not np.isfinite(v) else f'at iteration {v:.0f}'} ({k})"
+                         for k, v in speed.items()) + ".")
     return report.save_figure(fig, out, "curves.png", "Piecewise-linear curves (paper Fig. 6)", caption)
 
 
